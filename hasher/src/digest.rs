@@ -1,0 +1,90 @@
+//! The result of hashing: content digests, and the stat stamp they belong to.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+
+/// The two content digests of one file.
+///
+/// SHA-256 is for integrity, XXH3-128 for cheap duplicate detection. Both always come from the
+/// same single read of the same bytes, so they can never describe two different versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest {
+    sha256: [u8; 32],
+    xxh128: u128,
+}
+
+impl Digest {
+    /// Builds a digest from raw values, for example when loading it back from a state store.
+    pub fn from_parts(sha256: [u8; 32], xxh128: u128) -> Self {
+        Self { sha256, xxh128 }
+    }
+
+    /// The raw SHA-256 bytes.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// The XXH3-128 value.
+    pub fn xxh128(&self) -> u128 {
+        self.xxh128
+    }
+
+    /// SHA-256 as 64 lowercase hex digits, as `sha256sum` prints it.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// XXH3-128 as 32 lowercase hex digits in canonical (big-endian) order, byte for byte what
+    /// `xxhsum -H2` prints.
+    pub fn xxh128_hex(&self) -> String {
+        format!("{:032x}", self.xxh128)
+    }
+}
+
+/// What `stat` said about a file: enough to tell whether its content may have changed.
+///
+/// A file whose stamp is unchanged is not read again; a rename keeps the inode, size and mtime,
+/// so a moved file keeps its digests without being hashed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number of the filesystem holding the inode.
+    pub dev: u64,
+}
+
+impl Stamp {
+    /// Takes the stamp out of `stat` metadata.
+    pub fn from_metadata(meta: &Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            inode: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+
+    /// True when size and mtime agree: the content is presumed the same on the same inode.
+    pub fn same_content_as(&self, other: &Stamp) -> bool {
+        self.size == other.size && self.mtime_ns == other.mtime_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh128_hex_is_big_endian_and_zero_padded() {
+        let d = Digest::from_parts([0u8; 32], 0x0102);
+        assert_eq!(d.xxh128_hex(), "00000000000000000000000000000102");
+        assert_eq!(d.sha256_hex().len(), 64);
+    }
+}
