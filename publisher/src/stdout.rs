@@ -1,0 +1,35 @@
+//! The zero-infrastructure sink: one envelope per line on stdout.
+
+use std::io::Write;
+
+use crate::envelope::Message;
+use crate::error::SinkError;
+
+/// Writes each envelope as one JSON line to stdout and flushes before answering, so a line that
+/// was acknowledged is in the pipe even if the process dies right after. Logs go to stderr, so
+/// stdout stays pipeable into `jq` or a file.
+#[derive(Debug, Default)]
+pub struct StdoutSink {
+    lock: std::sync::Mutex<()>,
+}
+
+impl StdoutSink {
+    /// A sink on the process's stdout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes and flushes one line.
+    ///
+    /// # Errors
+    /// [`SinkError::Stdout`] when stdout is closed or full of errors.
+    pub fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
+        let mut line = msg.to_json()?;
+        line.push(b'\n');
+        // One line at a time, whole, even if several tasks deliver at once.
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        out.write_all(&line).map_err(SinkError::Stdout)?;
+        out.flush().map_err(SinkError::Stdout)
+    }
+}
