@@ -1,1 +1,149 @@
-//! The file-watcher service.
+//! The file-watcher service: it reports every regular file under DATA_DIR, and every later
+//! change, with SHA-256 and XXH3-128 of the settled content.
+//!
+//! `main` only parses arguments and calls [`run`]. The pipeline lives in [`engine`]; each stage
+//! has its own module: [`scan`], [`hints`], [`settle`], [`store`], and the sinks in `publisher`.
+#![deny(missing_docs)]
+
+pub mod change;
+pub mod config;
+pub mod engine;
+pub mod filter;
+pub mod hints;
+pub mod identity;
+pub mod logging;
+pub mod scan;
+pub mod settle;
+pub mod stats;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SinkKind, WatchMode};
+
+/// Runs the service until SIGTERM/SIGINT (or, with `--once`, until the scan is reported).
+///
+/// # Errors
+/// Start-up failures (state store, watcher, sink) and infrastructure failures while running.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let id = identity::establish(
+        &cfg.data_dir,
+        cfg.state_dir.as_deref(),
+        cfg.instance_id.as_deref(),
+    )?;
+    logging::init(cfg.log_level, cfg.log_format, &id.instance_id);
+    let sink_kind = cfg.resolved_sink();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %cfg.data_dir.display(),
+        state_dir = %id.state_dir.display(),
+        sink = ?sink_kind,
+        watch_mode = ?cfg.watch_mode,
+        settle_delay_ms = cfg.settle_delay.as_millis() as u64,
+        hash_threads = cfg.hash_threads(),
+        once = cfg.once,
+        "file-watcher starting"
+    );
+
+    let stats = Arc::new(stats::Stats::default());
+    let store = Arc::new(store::Store::open(&id.state_dir).context("cannot open the state store")?);
+    stats
+        .store_ok
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let pool = Arc::new(
+        hasher::HashPool::new(hasher::PoolConfig {
+            threads: cfg.hash_threads(),
+            capacity: 256,
+            ..hasher::PoolConfig::default()
+        })
+        .context("cannot start the hashing threads")?,
+    );
+    let sink = match sink_kind {
+        SinkKind::Amqp => anyhow::bail!("the amqp sink is not built yet; use --sink stdout"),
+        SinkKind::Stdout | SinkKind::Auto => publisher::Sink::Stdout(publisher::StdoutSink::new()),
+    };
+    let sink = Arc::new(sink);
+
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+
+    let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue);
+    let rescan = Arc::new(hints::RescanFlag::default());
+    let mut rescan_every = cfg.reconcile_interval;
+    let _watcher = if cfg.once {
+        None
+    } else {
+        match cfg.watch_mode {
+            WatchMode::Poll => {
+                rescan_every = cfg.poll_interval;
+                tracing::info!(
+                    interval_ms = cfg.poll_interval.as_millis() as u64,
+                    "polling for changes"
+                );
+                None
+            }
+            WatchMode::Native => Some(hints::start_native(
+                &cfg.data_dir,
+                hint_tx,
+                Arc::clone(&rescan),
+            )?),
+            WatchMode::Auto => {
+                match hints::start_native(&cfg.data_dir, hint_tx, Arc::clone(&rescan)) {
+                    Ok(w) => Some(w),
+                    Err(e @ hints::HintError::WatchLimit { .. }) => {
+                        tracing::warn!(error = %e, interval_ms = cfg.poll_interval.as_millis() as u64, "falling back to polling");
+                        rescan_every = cfg.poll_interval;
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    };
+
+    let engine = engine::Engine::new(
+        engine::EngineConfig {
+            instance_id: id.instance_id.clone(),
+            data_dir: cfg.data_dir.clone(),
+            settle_delay: cfg.settle_delay,
+            filter: filter::Filter::new(&cfg.include, &cfg.exclude, &cfg.extensions)
+                .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?,
+            once: cfg.once,
+            window: cfg.publish_window as usize,
+            max_pending: 200_000,
+            rescan_every,
+            shutdown_timeout: cfg.shutdown_timeout,
+        },
+        store,
+        pool,
+        sink,
+        hint_rx,
+        rescan,
+        Arc::clone(&stats),
+    );
+    engine.run(cancel).await?;
+    tracing::info!(events = stats.events_total(), "file-watcher stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        tracing::info!("shutdown requested: draining");
+        cancel.cancel();
+    });
+}

@@ -1,1 +1,55 @@
-fn main() {}
+//! The `file-watcher` binary: parse the configuration, run, map failures to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use watcher::config::Config;
+
+fn main() -> ExitCode {
+    let mut cfg = match Config::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line that names the setting; clap's first line does.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("file-watcher: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("file-watcher: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("file-watcher: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(watcher::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A config error found late (STATE_DIR, INSTANCE_ID) is still a config error.
+            let code = if e.downcast_ref::<watcher::config::ConfigError>().is_some() {
+                2
+            } else {
+                1
+            };
+            tracing::error!(error = format!("{e:#}"), "file-watcher failed");
+            eprintln!("file-watcher: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

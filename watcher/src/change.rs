@@ -1,0 +1,20 @@
+//! The one internal change type. A notify event is converted to it as soon as it arrives.
+
+use std::path::PathBuf;
+
+/// Something that may have changed on disk. Only a hint: the pipeline checks `stat` and the
+/// store before it believes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Something happened at this path (created, written, closed, removed, moved in or out).
+    Path(PathBuf),
+    /// A rename the watcher paired: `from` is now `to`.
+    Rename {
+        /// The old path.
+        from: PathBuf,
+        /// The new path.
+        to: PathBuf,
+    },
+    /// Events were lost or the watcher failed: only a full reconciliation scan restores the truth.
+    Rescan(&'static str),
+}

@@ -1,0 +1,365 @@
+//! Configuration: every setting is a `--flag` and an environment variable, with the names from
+//! the deployment guide (`INSTANCE_ID`, `DATA_DIR`, `RABBITMQ_HOST`, …).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Log verbosity, as the deployment guide spells it (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum LogLevel {
+    /// Everything, including each settled path.
+    Debug,
+    /// Start-up, progress and every reported change.
+    Info,
+    /// Only problems.
+    #[value(alias = "WARN")]
+    Warning,
+    /// Only failures.
+    Error,
+}
+
+impl LogLevel {
+    /// The matching `tracing` level.
+    pub fn as_tracing(self) -> tracing::Level {
+        match self {
+            Self::Debug => tracing::Level::DEBUG,
+            Self::Info => tracing::Level::INFO,
+            Self::Warning => tracing::Level::WARN,
+            Self::Error => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, each with `instance_id` (for Loki, ELK, …).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// How changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchMode {
+    /// inotify, falling back to polling when inotify watches run out.
+    Auto,
+    /// inotify only.
+    Native,
+    /// Polling only: for NFS, SMB and Docker Desktop volumes, where inotify never fires.
+    Poll,
+}
+
+/// Where envelopes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    /// `amqp` when `AMQP_URL` or `RABBITMQ_HOST` is set, else `stdout`.
+    Auto,
+    /// JSON lines on stdout, no infrastructure needed.
+    Stdout,
+    /// RabbitMQ, with publisher confirms.
+    Amqp,
+}
+
+/// file-watcher: reports every regular file under DATA_DIR, with SHA-256 and XXH3-128 of its
+/// settled content, to RabbitMQ or stdout.
+///
+/// Every option can also be set by the environment variable shown with it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "file-watcher", version, about, long_about = None, max_term_width = 100, args_override_self = true)]
+pub struct Config {
+    /// Identifies this instance in messages, logs and the broker connection name. When unset,
+    /// one is generated once and kept in STATE_DIR.
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// The directory tree to watch. It is only ever read.
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Where the state store and instance lock live; must be writable and outside DATA_DIR.
+    /// Default: $XDG_STATE_HOME/file-watcher/<instance> or ~/.local/state/file-watcher/<instance>.
+    #[arg(long, env = "STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// DEBUG, INFO, WARNING (or WARN) or ERROR.
+    #[arg(long, env = "LOG_LEVEL", default_value = "INFO", ignore_case = true)]
+    pub log_level: LogLevel,
+
+    /// json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json", ignore_case = true)]
+    pub log_format: LogFormat,
+
+    /// Hashing threads. Default: the number of cores.
+    #[arg(long, env = "HASH_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub hash_threads: Option<u16>,
+
+    /// How long a file must be quiet (no events, same size and mtime) before it is hashed,
+    /// e.g. 2s or 500ms.
+    #[arg(long, env = "SETTLE_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub settle_delay: Duration,
+
+    /// Only report files matching one of these globs (relative to DATA_DIR, comma-separated),
+    /// e.g. "music/**,*.flac". Default: every file.
+    #[arg(long, env = "INCLUDE", value_delimiter = ',')]
+    pub include: Vec<String>,
+
+    /// Never report files matching these globs (relative to DATA_DIR, comma-separated),
+    /// e.g. "**/.partial/**,*.tmp".
+    #[arg(long, env = "EXCLUDE", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+
+    /// Only report these extensions (comma-separated, case-insensitive), e.g. for audio:
+    /// mp3,flac,m4a,aac,ogg,opus,wav,aiff,wma,alac. Default: every extension.
+    #[arg(long, env = "EXTENSIONS", value_delimiter = ',')]
+    pub extensions: Vec<String>,
+
+    /// auto (inotify, polling if watches run out), native (inotify) or poll.
+    #[arg(long, env = "WATCH_MODE", default_value = "auto", ignore_case = true)]
+    pub watch_mode: WatchMode,
+
+    /// How often poll mode walks the tree, e.g. 30s.
+    #[arg(long, env = "POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// How often a full reconciliation scan runs to catch anything the watcher missed, e.g. 1h.
+    /// 0 turns it off.
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// Capacity of the queue between the filesystem watcher and the pipeline. When it is full,
+    /// a reconciliation scan replaces the events that did not fit.
+    #[arg(long, env = "HINT_QUEUE", default_value_t = 16_384)]
+    pub hint_queue: usize,
+
+    /// Where envelopes go: auto, stdout or amqp.
+    #[arg(long, env = "SINK", default_value = "auto", ignore_case = true)]
+    pub sink: SinkKind,
+
+    /// Scan, report what changed since the last run, and exit: for batch jobs and benchmarks.
+    #[arg(long, env = "ONCE")]
+    pub once: bool,
+
+    /// Address of the HTTP server for /health and /metrics; "off" disables it.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: String,
+
+    /// RabbitMQ host.
+    #[arg(long, env = "RABBITMQ_HOST", default_value = "localhost")]
+    pub rabbitmq_host: String,
+
+    /// RabbitMQ port.
+    #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
+    pub rabbitmq_port: u16,
+
+    /// RabbitMQ user.
+    #[arg(long, env = "RABBITMQ_USER", default_value = "guest")]
+    pub rabbitmq_user: String,
+
+    /// RabbitMQ password. Prefer RABBITMQ_PASS_FILE in production.
+    #[arg(
+        long,
+        env = "RABBITMQ_PASS",
+        default_value = "guest",
+        hide_env_values = true
+    )]
+    pub rabbitmq_pass: String,
+
+    /// File holding the RabbitMQ password (a mounted secret); wins over RABBITMQ_PASS.
+    #[arg(long, env = "RABBITMQ_PASS_FILE")]
+    pub rabbitmq_pass_file: Option<PathBuf>,
+
+    /// RabbitMQ virtual host.
+    #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
+    pub rabbitmq_vhost: String,
+
+    /// One amqp:// or amqps:// URL instead of the RABBITMQ_* settings.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// The topic exchange events are published to.
+    #[arg(long, env = "EXCHANGE", default_value = "file_events")]
+    pub exchange: String,
+
+    /// Messages published but not yet confirmed by the broker, at most.
+    #[arg(long, env = "PUBLISH_WINDOW", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub publish_window: u32,
+
+    /// How long shutdown waits for outstanding confirms before giving up, e.g. 30s.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 2s, 5m, 1h)"))
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable name of the setting.
+    pub setting: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: that DATA_DIR is a readable directory, that INSTANCE_ID is
+    /// usable, and that globs compile. Returns DATA_DIR in canonical form.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let bad = |setting, problem: String| ConfigError { setting, problem };
+        let dir = &self.data_dir;
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            bad(
+                "DATA_DIR",
+                format!(
+                    "{}: {e}; mount or create the directory to watch",
+                    dir.display()
+                ),
+            )
+        })?;
+        if !meta.is_dir() {
+            return Err(bad(
+                "DATA_DIR",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        std::fs::read_dir(dir).map_err(|e| {
+            bad(
+                "DATA_DIR",
+                format!(
+                    "{}: cannot list it: {e}; check permissions and the volume mount",
+                    dir.display()
+                ),
+            )
+        })?;
+        self.data_dir = dir
+            .canonicalize()
+            .map_err(|e| bad("DATA_DIR", format!("{}: {e}", dir.display())))?;
+        if let Some(id) = &self.instance_id {
+            if id.is_empty()
+                || id.len() > 200
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
+                return Err(bad(
+                    "INSTANCE_ID",
+                    format!("{id:?}: use 1 to 200 characters from A-Z a-z 0-9 - _ . :"),
+                ));
+            }
+        }
+        if self.hint_queue == 0 {
+            return Err(bad("HINT_QUEUE", "must be at least 1".into()));
+        }
+        if self.settle_delay.is_zero() {
+            return Err(bad("SETTLE_DELAY", "must be more than 0 (e.g. 2s)".into()));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(bad(
+                "POLL_INTERVAL",
+                "must be more than 0 (e.g. 30s)".into(),
+            ));
+        }
+        crate::filter::Filter::new(&self.include, &self.exclude, &self.extensions)
+            .map_err(|e| bad(e.setting, e.problem))?;
+        Ok(())
+    }
+
+    /// The sink actually used, resolving `auto`.
+    pub fn resolved_sink(&self) -> SinkKind {
+        match self.sink {
+            SinkKind::Auto => {
+                let set = |k| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+                if self.amqp_url.is_some() || set("RABBITMQ_HOST") {
+                    SinkKind::Amqp
+                } else {
+                    SinkKind::Stdout
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Hashing threads, resolving the default.
+    pub fn hash_threads(&self) -> usize {
+        self.hash_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("file-watcher").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn log_level_accepts_the_guide_spellings_in_any_case() {
+        for (s, want) in [
+            ("DEBUG", LogLevel::Debug),
+            ("info", LogLevel::Info),
+            ("WARNING", LogLevel::Warning),
+            ("warn", LogLevel::Warning),
+            ("Error", LogLevel::Error),
+        ] {
+            let c = parse(&["--data-dir", "/", "--log-level", s]).unwrap();
+            assert_eq!(c.log_level, want, "{s}");
+        }
+        let err = parse(&["--data-dir", "/", "--log-level", "LOUD"]).unwrap_err();
+        assert!(err.to_string().contains("--log-level"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        let c = parse(&[
+            "--data-dir",
+            "/",
+            "--settle-delay",
+            "750ms",
+            "--reconcile-interval",
+            "90",
+        ])
+        .unwrap();
+        assert_eq!(c.settle_delay, Duration::from_millis(750));
+        assert_eq!(c.reconcile_interval, Duration::from_secs(90));
+        assert!(parse(&["--data-dir", "/", "--settle-delay", "soon"]).is_err());
+    }
+
+    #[test]
+    fn missing_data_dir_names_the_setting() {
+        let mut c = parse(&["--data-dir", "/definitely/not/here"]).unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.setting, "DATA_DIR");
+        assert!(err.to_string().contains("/definitely/not/here"), "{err}");
+    }
+
+    #[test]
+    fn file_as_data_dir_is_refused() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut c = parse(&["--data-dir", f.path().to_str().unwrap()]).unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn bad_instance_id_is_refused() {
+        let mut c = parse(&["--data-dir", "/", "--instance-id", "has space"]).unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "INSTANCE_ID");
+    }
+}

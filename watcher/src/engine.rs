@@ -1,0 +1,958 @@
+//! The pipeline: hints and scans → settle → diff against the store → hash → sink → store commit.
+//!
+//! One task owns all state, so there are no locks on the hot path. Per path there is at most one
+//! piece of work in flight (hashing or delivering); a hint for a busy path waits in the settle set.
+//! The store is written only after the sink accepted the event, in batches; until a batch is
+//! committed, an overlay answers lookups so no decision is made on stale data.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hasher::{HashError, HashPool, Hashed, Job, Stamp};
+use publisher::{Envelope, EventType, FileFacts, Message, Sink, SinkError};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::change::Change;
+use crate::filter::Filter;
+use crate::hints::RescanFlag;
+use crate::scan::{self, ScanMsg};
+use crate::settle::{Observed, Origin, Pending, Settle};
+use crate::stats::Stats;
+use crate::store::{Entry, Op, Store, StoreError};
+
+/// Settings the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Goes into every envelope.
+    pub instance_id: String,
+    /// Canonical DATA_DIR.
+    pub data_dir: PathBuf,
+    /// Quiet period before hashing.
+    pub settle_delay: Duration,
+    /// Which files are reported.
+    pub filter: Filter,
+    /// Exit once the initial scan is reported.
+    pub once: bool,
+    /// Most messages handed to the sink and not yet accepted.
+    pub window: usize,
+    /// Most paths pending in the settle set before hints are held back.
+    pub max_pending: usize,
+    /// Full reconciliation scan period (poll mode uses the poll interval); zero disables it.
+    pub rescan_every: Duration,
+    /// How long shutdown waits for outstanding deliveries.
+    pub shutdown_timeout: Duration,
+}
+
+/// Why the pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sink failed in a way retries cannot fix.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+struct HashDone {
+    path: PathBuf,
+    result: Result<Hashed, HashError>,
+}
+
+/// The work behind one hash: what to do with the digest once it comes back.
+struct HashWork {
+    origin: Origin,
+    prior: Option<Entry>,
+    renamed_from: Option<(PathBuf, Entry)>,
+}
+
+struct Outgoing {
+    busy: Vec<PathBuf>,
+    ops: Vec<Op>,
+    event: EventType,
+}
+
+struct Delivered {
+    id: u64,
+    result: Result<(), SinkError>,
+}
+
+#[derive(Default)]
+struct ScanState {
+    vanished: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
+    vanished_other: Vec<(PathBuf, Entry)>,
+    walk_done: bool,
+    paths: HashSet<PathBuf>,
+    files: u64,
+    unchanged: u64,
+    started: Option<Instant>,
+    initial: bool,
+}
+
+/// The running pipeline. Build it with [`Engine::new`], then `run` it.
+pub struct Engine {
+    cfg: EngineConfig,
+    store: Arc<Store>,
+    overlay: HashMap<PathBuf, Option<Entry>>,
+    ops: Vec<Op>,
+    last_flush: Instant,
+    settle: Settle,
+    busy: HashSet<PathBuf>,
+    pool: Arc<HashPool>,
+    hashing: HashMap<PathBuf, HashWork>,
+    hash_queue: VecDeque<(PathBuf, HashWork)>,
+    hash_tx: mpsc::UnboundedSender<HashDone>,
+    hash_rx: mpsc::UnboundedReceiver<HashDone>,
+    sink: Arc<Sink>,
+    window: Arc<Semaphore>,
+    outbox: VecDeque<(Message, Outgoing)>,
+    inflight: HashMap<u64, Outgoing>,
+    next_id: u64,
+    done_tx: mpsc::UnboundedSender<Delivered>,
+    done_rx: mpsc::UnboundedReceiver<Delivered>,
+    hints: mpsc::Receiver<Change>,
+    rescan: Arc<RescanFlag>,
+    scan_tx: mpsc::Sender<ScanMsg>,
+    scan_rx: mpsc::Receiver<ScanMsg>,
+    walk_tx: mpsc::Sender<ScanMsg>,
+    walk_rx: mpsc::Receiver<ScanMsg>,
+    scan: Option<ScanState>,
+    scan_owed: bool,
+    scans_run: u64,
+    scan_stop: Arc<AtomicBool>,
+    /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
+    /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
+    /// as into a directory created a moment before), it is one move, not a delete and a create.
+    limbo: HashMap<(u64, u64), (PathBuf, Entry, Instant)>,
+    limbo_paths: HashSet<PathBuf>,
+    stats: Arc<Stats>,
+    last_progress: Instant,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.cfg.data_dir)
+            .field("pending", &self.settle.len())
+            .field("busy", &self.busy.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Wires the pipeline together.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: EngineConfig,
+        store: Arc<Store>,
+        pool: Arc<HashPool>,
+        sink: Arc<Sink>,
+        hints: mpsc::Receiver<Change>,
+        rescan: Arc<RescanFlag>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let (hash_tx, hash_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (scan_tx, scan_rx) = mpsc::channel(4096);
+        let (walk_tx, walk_rx) = mpsc::channel(4096);
+        let window = Arc::new(Semaphore::new(cfg.window.max(1)));
+        Self {
+            settle: Settle::new(cfg.settle_delay),
+            cfg,
+            store,
+            overlay: HashMap::new(),
+            ops: Vec::new(),
+            last_flush: Instant::now(),
+            busy: HashSet::new(),
+            pool,
+            hashing: HashMap::new(),
+            hash_queue: VecDeque::new(),
+            hash_tx,
+            hash_rx,
+            sink,
+            window,
+            outbox: VecDeque::new(),
+            inflight: HashMap::new(),
+            next_id: 0,
+            done_tx,
+            done_rx,
+            hints,
+            rescan,
+            scan_tx,
+            scan_rx,
+            walk_tx,
+            walk_rx,
+            scan: None,
+            scan_owed: true,
+            scans_run: 0,
+            scan_stop: Arc::new(AtomicBool::new(false)),
+            limbo: HashMap::new(),
+            limbo_paths: HashSet::new(),
+            stats,
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Runs until `cancel` fires (or, with `once`, until the initial scan is reported), then
+    /// drains: in-flight hashes and deliveries finish, up to the shutdown deadline, and the store
+    /// is flushed.
+    ///
+    /// # Errors
+    /// A store failure, or a sink failure that retries cannot fix.
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), EngineError> {
+        let mut rescan_tick = (!self.cfg.rescan_every.is_zero()).then(|| {
+            let mut t = tokio::time::interval_at(
+                tokio::time::Instant::now() + self.cfg.rescan_every,
+                self.cfg.rescan_every,
+            );
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let result = loop {
+            if let Err(e) = self.pump() {
+                break Err(e);
+            }
+            if self.cfg.once && self.scans_run > 0 && self.scan.is_none() && self.is_idle() {
+                break Ok(());
+            }
+            let room = self.settle.len() < self.cfg.max_pending;
+            let wake = self
+                .settle
+                .next_deadline()
+                .map_or(Duration::from_millis(250), |d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(250))
+                });
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break Ok(()),
+                Some(d) = self.done_rx.recv() => {
+                    if let Err(e) = self.delivered(d) {
+                        break Err(e);
+                    }
+                }
+                Some(h) = self.hash_rx.recv() => self.hashed(h),
+                Some(m) = self.scan_rx.recv(), if room => self.scan_msg(m),
+                Some(m) = self.walk_rx.recv(), if room => self.walk_msg(m),
+                Some(c) = self.hints.recv(), if room => self.change(c),
+                () = self.rescan.raised() => {}
+                _ = async { match rescan_tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                    self.scan_owed = true;
+                }
+                () = tokio::time::sleep(wake) => {}
+            }
+        };
+        self.drain().await;
+        let flushed = self.flush();
+        result?;
+        flushed
+    }
+
+    fn is_idle(&self) -> bool {
+        self.limbo.is_empty()
+            && self.settle.is_empty()
+            && self.busy.is_empty()
+            && self.hash_queue.is_empty()
+            && self.outbox.is_empty()
+            && self.inflight.is_empty()
+    }
+
+    /// Graceful stop: no new intake; let hashes in flight become events, deliver what is
+    /// queued, and wait for acceptance up to the deadline.
+    async fn drain(&mut self) {
+        self.scan_stop.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
+        self.hash_queue.clear();
+        while !(self.hashing.is_empty() && self.outbox.is_empty() && self.inflight.is_empty()) {
+            self.start_deliveries();
+            tokio::select! {
+                Some(d) = self.done_rx.recv() => {
+                    if let Err(e) = self.delivered(d) {
+                        tracing::error!(error = %e, "delivery failed during shutdown");
+                        break;
+                    }
+                }
+                Some(h) = self.hash_rx.recv() => self.hashed(h),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        unconfirmed = self.inflight.len() + self.outbox.len(),
+                        "shutdown deadline reached; unconfirmed events will be sent again at the next start"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
+    // ---- intake -------------------------------------------------------------------------------
+
+    fn change(&mut self, c: Change) {
+        let now = Instant::now();
+        match c {
+            Change::Path(p) => {
+                if p.starts_with(&self.cfg.data_dir) {
+                    self.settle.touch(p, Origin::Live, now);
+                }
+            }
+            Change::Rename { from, to } => {
+                if to.starts_with(&self.cfg.data_dir) {
+                    self.settle.rename(&from, to, now);
+                } else {
+                    self.settle.touch(from, Origin::Live, now);
+                }
+            }
+            Change::Rescan(_) => self.scan_owed = true,
+        }
+    }
+
+    fn scan_msg(&mut self, m: ScanMsg) {
+        let Some(scan) = self.scan.as_mut() else {
+            return;
+        };
+        match m {
+            ScanMsg::Vanished(list) => {
+                for (p, e) in list {
+                    scan.vanished
+                        .entry((e.stamp.size, e.digest.xxh128()))
+                        .or_default()
+                        .push((p.clone(), e));
+                    scan.vanished_other.push((p, e));
+                }
+            }
+            ScanMsg::Found(p, stamp) => {
+                let recorded = match self.overlay.get(&p) {
+                    Some(v) => *v,
+                    None => None,
+                };
+                if recorded.is_some_and(|e| e.stamp == stamp) {
+                    return;
+                }
+                scan.paths.insert(p.clone());
+                self.settle.insert_quiet(p, Origin::Scan, Instant::now());
+            }
+            ScanMsg::Done { files, unchanged } => {
+                scan.walk_done = true;
+                scan.files = files;
+                scan.unchanged = unchanged;
+            }
+        }
+    }
+
+    fn walk_msg(&mut self, m: ScanMsg) {
+        if let ScanMsg::Found(p, stamp) = m {
+            if self.busy.contains(&p) || self.known_stamp(&p).is_some_and(|e| e.stamp == stamp) {
+                return;
+            }
+            self.settle.insert_quiet(p, Origin::Live, Instant::now());
+        }
+    }
+
+    fn known_stamp(&self, p: &Path) -> Option<Entry> {
+        match self.overlay.get(p) {
+            Some(v) => *v,
+            None => None,
+        }
+    }
+
+    /// The store's view of `path`, including accepted but not yet committed changes.
+    fn lookup(&self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        match self.overlay.get(path) {
+            Some(v) => Ok(*v),
+            None => self.store.get(path),
+        }
+    }
+
+    // ---- the pump: everything that can move without waiting ------------------------------------
+
+    fn pump(&mut self) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if self.rescan.take() {
+            self.scan_owed = true;
+        }
+        if self.scan_owed && self.scan.is_none() && !(self.cfg.once && self.scans_run > 0) {
+            self.start_scan();
+        }
+        for path in self.settle.due(now, 2048) {
+            if self.busy.contains(&path) {
+                self.settle.defer(&path, now);
+                continue;
+            }
+            let seen = observe(&path);
+            if let Some(p) = self.settle.check(&path, seen, now, SystemTime::now()) {
+                self.settled(path, p, seen)?;
+            }
+        }
+        self.expire_limbo(now)?;
+        self.start_hashes();
+        self.start_deliveries();
+        self.finish_scan_if_done()?;
+        if self.ops.len() >= 4096
+            || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(200))
+            || (!self.ops.is_empty() && self.inflight.is_empty() && self.outbox.is_empty())
+        {
+            self.flush()?;
+        }
+        self.stats
+            .pending
+            .store(self.settle.len() as u64, Ordering::Relaxed);
+        self.progress();
+        Ok(())
+    }
+
+    fn progress(&mut self) {
+        let Some(scan) = &self.scan else { return };
+        if self.last_progress.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let secs = scan
+            .started
+            .map_or(1.0, |s| s.elapsed().as_secs_f64().max(0.001));
+        let hashed = self.stats.hashed_files.load(Ordering::Relaxed);
+        let reported = self.stats.events_total();
+        tracing::info!(
+            pending = self.settle.len(),
+            hashing = self.hashing.len() + self.hash_queue.len(),
+            hashed,
+            reported,
+            reported_per_sec = (reported as f64 / secs) as u64,
+            "scan progress"
+        );
+    }
+
+    fn start_scan(&mut self) {
+        self.scan_owed = false;
+        let initial = self.scans_run == 0;
+        self.scans_run += 1;
+        let label = if initial { "initial" } else { "reconcile" };
+        tracing::info!(scan = label, dir = %self.cfg.data_dir.display(), "scan started");
+        self.scan = Some(ScanState {
+            started: Some(Instant::now()),
+            initial,
+            ..ScanState::default()
+        });
+        let (root, filter, store, tx, stop) = (
+            self.cfg.data_dir.clone(),
+            self.cfg.filter.clone(),
+            Arc::clone(&self.store),
+            self.scan_tx.clone(),
+            Arc::clone(&self.scan_stop),
+        );
+        tokio::task::spawn_blocking(move || scan::full_scan(root, filter, store, tx, stop, label));
+    }
+
+    fn walk_dir(&self, dir: PathBuf) {
+        let (root, filter, store, tx, stop) = (
+            self.cfg.data_dir.clone(),
+            self.cfg.filter.clone(),
+            Arc::clone(&self.store),
+            self.walk_tx.clone(),
+            Arc::clone(&self.scan_stop),
+        );
+        tokio::task::spawn_blocking(move || {
+            scan::walk(&root, &dir, &filter, &store, &tx, &stop, "directory");
+        });
+    }
+
+    fn finish_scan_if_done(&mut self) -> Result<(), EngineError> {
+        let done = self.scan.as_ref().is_some_and(|s| {
+            s.walk_done
+                && s.paths
+                    .iter()
+                    .all(|p| !self.busy.contains(p) && !self.settle.contains(p))
+        });
+        if !done {
+            return Ok(());
+        }
+        let Some(scan) = self.scan.take() else {
+            return Ok(());
+        };
+        // What vanished and was not paired with a new file is a deletion.
+        let mut deleted = 0u64;
+        for (p, _) in scan.vanished_other {
+            if self.busy.contains(&p) || self.settle.contains(&p) {
+                continue;
+            }
+            let Some(e) = self.lookup(&p)? else { continue };
+            if observe(&p) != Observed::Missing && self.accepts(&p) {
+                continue;
+            }
+            self.emit_deleted(p, e);
+            deleted += 1;
+        }
+        let secs = scan.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        tracing::info!(
+            scan = if scan.initial { "initial" } else { "reconcile" },
+            files = scan.files,
+            unchanged = scan.unchanged,
+            changed = scan.files - scan.unchanged,
+            deleted,
+            seconds = secs,
+            "scan finished"
+        );
+        self.stats.scans.fetch_add(1, Ordering::Relaxed);
+        if scan.initial {
+            self.stats.initial_scan_done.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn accepts(&self, p: &Path) -> bool {
+        p.starts_with(&self.cfg.data_dir)
+            && self
+                .cfg
+                .filter
+                .accepts(scan::relative(&self.cfg.data_dir, p))
+    }
+
+    // ---- decisions ----------------------------------------------------------------------------
+
+    /// A path has settled: compare the disk with the store and decide what to do.
+    fn settled(
+        &mut self,
+        path: PathBuf,
+        pending: Pending,
+        seen: Observed,
+    ) -> Result<(), EngineError> {
+        match seen {
+            Observed::Missing => self.vanished(&path)?,
+            Observed::Dir => self.directory(path, pending.old_path)?,
+            Observed::Other => {
+                if let Some(e) = self.lookup(&path)? {
+                    self.emit_deleted(path.clone(), e);
+                } else {
+                    tracing::info!(path = %path.display(), "not a regular file; not reported");
+                }
+            }
+            Observed::File { .. } => {
+                if !self.accepts(&path) {
+                    // Renamed to an excluded name, or never reported: the old name is gone.
+                    if let Some(from) = pending.old_path {
+                        self.settle.touch(from, Origin::Live, Instant::now());
+                    }
+                    if let Some(e) = self.lookup(&path)? {
+                        self.emit_deleted(path.clone(), e);
+                    }
+                    return Ok(());
+                }
+                let stamp = match std::fs::symlink_metadata(&path) {
+                    Ok(m) => Stamp::from_metadata(&m),
+                    Err(_) => {
+                        self.settle.touch(path, pending.origin, Instant::now());
+                        return Ok(());
+                    }
+                };
+                if let Some(from) = pending.old_path {
+                    if let Some(old) = self.lookup(&from)? {
+                        if observe(&from) == Observed::Missing {
+                            if old.stamp.inode == stamp.inode
+                                && old.stamp.dev == stamp.dev
+                                && old.stamp.same_content_as(&stamp)
+                            {
+                                // A plain rename: same inode, same content, digests reused.
+                                self.emit_move(
+                                    from,
+                                    path,
+                                    Entry {
+                                        stamp,
+                                        digest: old.digest,
+                                    },
+                                );
+                                return Ok(());
+                            }
+                            self.queue_hash(
+                                path,
+                                HashWork {
+                                    origin: Origin::Live,
+                                    prior: None,
+                                    renamed_from: Some((from, old)),
+                                },
+                            );
+                            return Ok(());
+                        }
+                    }
+                }
+                let prior = self.lookup(&path)?;
+                if prior.is_some_and(|e| e.stamp == stamp) {
+                    return Ok(());
+                }
+                if prior.is_none() {
+                    if let Some((from, old)) = self.moved_from_limbo(&path, &stamp) {
+                        self.emit_move(
+                            from,
+                            path,
+                            Entry {
+                                stamp,
+                                digest: old.digest,
+                            },
+                        );
+                        return Ok(());
+                    }
+                }
+                self.queue_hash(
+                    path,
+                    HashWork {
+                        origin: pending.origin,
+                        prior,
+                        renamed_from: None,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A path is gone: a file we reported is deleted (after a spell in limbo); a directory
+    /// takes its files with it.
+    fn vanished(&mut self, path: &Path) -> Result<(), EngineError> {
+        if let Some(e) = self.lookup(path)? {
+            let until = Instant::now() + self.cfg.settle_delay;
+            self.limbo_paths.insert(path.to_path_buf());
+            if let Some((older, e2, _)) = self
+                .limbo
+                .insert((e.stamp.dev, e.stamp.inode), (path.to_path_buf(), e, until))
+            {
+                if older != path {
+                    self.limbo_paths.remove(&older);
+                    self.emit_deleted(older, e2);
+                }
+            }
+            return Ok(());
+        }
+        self.flush()?;
+        for (p, e) in self.store.entries_under(path)? {
+            if self.busy.contains(&p)
+                || self.settle.contains(&p)
+                || self.limbo_paths.contains(&p)
+                || observe(&p) != Observed::Missing
+            {
+                continue;
+            }
+            self.emit_deleted(p, e);
+        }
+        Ok(())
+    }
+
+    /// A directory appeared (created, moved in, or renamed from `old`).
+    fn directory(&mut self, path: PathBuf, old: Option<PathBuf>) -> Result<(), EngineError> {
+        if let Some(from) = old {
+            self.flush()?;
+            for (p, e) in self.store.entries_under(&from)? {
+                let Ok(rel) = p.strip_prefix(&from) else {
+                    continue;
+                };
+                let new = path.join(rel);
+                let moved = std::fs::symlink_metadata(&new)
+                    .ok()
+                    .map(|m| Stamp::from_metadata(&m));
+                match moved {
+                    Some(s)
+                        if s.inode == e.stamp.inode
+                            && s.same_content_as(&e.stamp)
+                            && !self.busy.contains(&p)
+                            && self.accepts(&new) =>
+                    {
+                        self.emit_move(
+                            p,
+                            new,
+                            Entry {
+                                stamp: s,
+                                digest: e.digest,
+                            },
+                        );
+                    }
+                    _ => {
+                        let now = Instant::now();
+                        self.settle.touch(p, Origin::Live, now);
+                        self.settle.touch(new, Origin::Live, now);
+                    }
+                }
+            }
+        }
+        self.walk_dir(path);
+        Ok(())
+    }
+
+    fn expire_limbo(&mut self, now: Instant) -> Result<(), EngineError> {
+        if self.limbo.is_empty() {
+            return Ok(());
+        }
+        let expired: Vec<_> = self
+            .limbo
+            .iter()
+            .filter(|(_, (_, _, until))| *until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            let Some((path, entry, _)) = self.limbo.remove(&k) else {
+                continue;
+            };
+            self.limbo_paths.remove(&path);
+            // Back again under the same name: settling handles it as a change, not a delete.
+            if observe(&path) == Observed::Missing
+                && !self.busy.contains(&path)
+                && self.lookup(&path)?.is_some()
+            {
+                self.emit_deleted(path, entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new file that is a vanished file's inode with the same size and mtime: it moved.
+    fn moved_from_limbo(&mut self, path: &Path, stamp: &Stamp) -> Option<(PathBuf, Entry)> {
+        let (from, e, _) = self.limbo.get(&(stamp.dev, stamp.inode))?;
+        if !e.stamp.same_content_as(stamp) || from == path {
+            return None;
+        }
+        let (from, e, _) = self.limbo.remove(&(stamp.dev, stamp.inode))?;
+        self.limbo_paths.remove(&from);
+        Some((from, e))
+    }
+
+    fn queue_hash(&mut self, path: PathBuf, work: HashWork) {
+        self.busy.insert(path.clone());
+        self.hash_queue.push_back((path, work));
+    }
+
+    fn start_hashes(&mut self) {
+        while self.hashing.len() < self.pool.capacity() {
+            let Some((path, work)) = self.hash_queue.pop_front() else {
+                break;
+            };
+            let tx = self.hash_tx.clone();
+            let p = path.clone();
+            let job = Job::new(path.clone(), move |result| {
+                let _ = tx.send(HashDone { path: p, result });
+            });
+            match self.pool.try_submit(job) {
+                Ok(()) => {
+                    self.hashing.insert(path, work);
+                }
+                Err(e) => {
+                    // Full (racing another submitter) or closed: try again on the next pump.
+                    let _ = e.into_job();
+                    self.hash_queue.push_front((path, work));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn hashed(&mut self, done: HashDone) {
+        let Some(work) = self.hashing.remove(&done.path) else {
+            return;
+        };
+        let path = done.path;
+        let h = match done.result {
+            Ok(h) => h,
+            Err(HashError::Changed { .. } | HashError::NotFound { .. }) => {
+                // Still being written, or gone: back to settling, which sorts out which.
+                self.busy.remove(&path);
+                self.settle.touch(path, work.origin, Instant::now());
+                return;
+            }
+            Err(e) => {
+                self.busy.remove(&path);
+                self.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %path.display(), error = %e, kind = e.label(), "cannot hash file; skipped until it changes or the next scan");
+                return;
+            }
+        };
+        self.stats.hashed_files.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .hashed_bytes
+            .fetch_add(h.stamp.size, Ordering::Relaxed);
+        let entry = Entry {
+            stamp: h.stamp,
+            digest: h.digest,
+        };
+        if let Some((from, _)) = work.renamed_from {
+            self.emit_move(from, path, entry);
+            return;
+        }
+        if let Some(prior) = work.prior {
+            if prior.digest == entry.digest {
+                // A touch: new stamp, same content. Remember the stamp, publish nothing.
+                self.stats.touched.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(path = %path.display(), "touched: content unchanged, nothing published");
+                self.record(vec![Op::Put(path.clone(), entry)]);
+                self.busy.remove(&path);
+                return;
+            }
+            let ops = vec![Op::Put(path.clone(), entry)];
+            self.emit(EventType::FileModified, path, None, &entry, ops);
+            return;
+        }
+        if work.origin == Origin::Scan {
+            if let Some(from) = self.take_vanished(&entry) {
+                self.emit_move(from, path, entry);
+                return;
+            }
+        }
+        let kind = match work.origin {
+            Origin::Scan => EventType::FileDiscovered,
+            Origin::Live => EventType::FileCreated,
+        };
+        let ops = vec![Op::Put(path.clone(), entry)];
+        self.emit(kind, path, None, &entry, ops);
+    }
+
+    /// A vanished store entry with the same size and XXH128 as a newly found file: it moved
+    /// while we were not watching.
+    fn take_vanished(&mut self, entry: &Entry) -> Option<PathBuf> {
+        let scan = self.scan.as_mut()?;
+        let list = scan
+            .vanished
+            .get_mut(&(entry.stamp.size, entry.digest.xxh128()))?;
+        while let Some((p, _)) = list.pop() {
+            if observe(&p) == Observed::Missing && !self.busy.contains(&p) {
+                scan.vanished_other.retain(|(q, _)| *q != p);
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    // ---- output -------------------------------------------------------------------------------
+
+    /// A file that moved from `from` to `to`: one event, and the store entry moves with it.
+    fn emit_move(&mut self, from: PathBuf, to: PathBuf, entry: Entry) {
+        let ops = vec![Op::Delete(from.clone()), Op::Put(to.clone(), entry)];
+        self.emit(move_kind(&from, &to), to, Some(from), &entry, ops);
+    }
+
+    fn emit_deleted(&mut self, path: PathBuf, entry: Entry) {
+        let ops = vec![Op::Delete(path.clone())];
+        self.emit(EventType::FileDeleted, path, None, &entry, ops);
+    }
+
+    /// Queues one event. Its paths stay busy until the sink has accepted it; its store changes
+    /// are applied only then.
+    fn emit(
+        &mut self,
+        event: EventType,
+        path: PathBuf,
+        old: Option<PathBuf>,
+        entry: &Entry,
+        ops: Vec<Op>,
+    ) {
+        let mut busy = vec![path.clone()];
+        busy.extend(old.clone());
+        for b in &busy {
+            self.busy.insert(b.clone());
+        }
+        let facts = FileFacts {
+            size: entry.stamp.size,
+            sha256_hex: entry.digest.sha256_hex(),
+            xxh128_hex: entry.digest.xxh128_hex(),
+        };
+        let msg = Envelope::build(
+            event,
+            &self.cfg.instance_id,
+            &self.cfg.data_dir,
+            &path,
+            old.as_deref(),
+            &facts,
+            chrono::Utc::now(),
+        );
+        self.outbox.push_back((msg, Outgoing { busy, ops, event }));
+        self.start_deliveries();
+    }
+
+    fn start_deliveries(&mut self) {
+        while !self.outbox.is_empty() {
+            let Ok(permit) = Arc::clone(&self.window).try_acquire_owned() else {
+                break;
+            };
+            let Some((msg, out)) = self.outbox.pop_front() else {
+                break;
+            };
+            self.next_id += 1;
+            let id = self.next_id;
+            self.inflight.insert(id, out);
+            let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
+            tokio::spawn(async move {
+                let result = sink.deliver(&msg).await;
+                drop(permit);
+                let _ = tx.send(Delivered { id, result });
+            });
+        }
+        self.stats.in_flight.store(
+            (self.inflight.len() + self.outbox.len()) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn delivered(&mut self, d: Delivered) -> Result<(), EngineError> {
+        let Some(out) = self.inflight.remove(&d.id) else {
+            return Ok(());
+        };
+        for b in &out.busy {
+            self.busy.remove(b);
+        }
+        match d.result {
+            Ok(()) => {
+                self.stats.event(out.event);
+                if let Some(Op::Put(p, _) | Op::Delete(p)) = out.ops.first() {
+                    tracing::debug!(event = %out.event, path = %p.display(), "reported");
+                }
+                self.record(out.ops);
+                self.start_deliveries();
+                Ok(())
+            }
+            Err(SinkError::Closed) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn record(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            match &op {
+                Op::Put(p, e) => self.overlay.insert(p.clone(), Some(*e)),
+                Op::Delete(p) => self.overlay.insert(p.clone(), None),
+            };
+            self.ops.push(op);
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), EngineError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.ops);
+        tokio::task::block_in_place(|| self.store.apply(&ops))?;
+        self.overlay.clear();
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+}
+
+/// `file_moved` when the parent directory changed, `file_renamed` when only the name did.
+fn move_kind(from: &Path, to: &Path) -> EventType {
+    if from.parent() == to.parent() {
+        EventType::FileRenamed
+    } else {
+        EventType::FileMoved
+    }
+}
+
+/// `lstat` reduced to what settling needs.
+fn observe(path: &Path) -> Observed {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => {
+            let s = Stamp::from_metadata(&m);
+            Observed::File {
+                size: s.size,
+                mtime_ns: s.mtime_ns,
+            }
+        }
+        Ok(m) if m.is_dir() => Observed::Dir,
+        Ok(_) => Observed::Other,
+        Err(_) => Observed::Missing,
+    }
+}

@@ -1,0 +1,174 @@
+//! Live hints from the filesystem: inotify through `notify`, or polling.
+//!
+//! The notify callback runs on notify's own thread and must never block. It converts each event
+//! to a [`Change`] and `try_send`s it; when the queue is full it raises the rescan flag instead,
+//! so an event that did not fit is recovered by a reconciliation scan, never silently dropped.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, Notify};
+
+use crate::change::Change;
+
+/// Shared between the callback and the pipeline: set when a rescan is owed.
+#[derive(Debug, Default)]
+pub struct RescanFlag {
+    needed: AtomicBool,
+    wake: Notify,
+    /// Events that found the queue full.
+    pub overflows: AtomicU64,
+}
+
+impl RescanFlag {
+    /// Asks for a rescan and wakes the pipeline.
+    pub fn raise(&self) {
+        self.needed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Takes the request, if any.
+    pub fn take(&self) -> bool {
+        self.needed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits until a rescan is asked for.
+    pub async fn raised(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// Why the native watcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HintError {
+    /// The inotify watch limit was reached.
+    #[error("inotify watch limit reached while watching {path}; raise fs.inotify.max_user_watches (sysctl -w fs.inotify.max_user_watches=1048576) or use WATCH_MODE=poll")]
+    WatchLimit {
+        /// DATA_DIR.
+        path: String,
+    },
+    /// Any other notify error.
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        /// DATA_DIR.
+        path: String,
+        /// The cause.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Converts one notify event to changes. Returns `None` for events that say nothing about
+/// content (opens, reads, metadata-only access).
+pub fn convert(event: &notify::Event) -> Vec<Change> {
+    if event.need_rescan() {
+        return vec![Change::Rescan("the kernel's event queue overflowed")];
+    }
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(_) => return Vec::new(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
+            return vec![Change::Rename {
+                from: event.paths[0].clone(),
+                to: event.paths[1].clone(),
+            }];
+        }
+        _ => {}
+    }
+    event.paths.iter().cloned().map(Change::Path).collect()
+}
+
+/// Starts inotify on `root`, recursively. New directories are watched as they appear.
+///
+/// # Errors
+/// [`HintError::WatchLimit`] when inotify watches run out (the caller may fall back to polling).
+pub fn start_native(
+    root: &Path,
+    tx: mpsc::Sender<Change>,
+    rescan: Arc<RescanFlag>,
+) -> Result<RecommendedWatcher, HintError> {
+    let send_tx = tx;
+    let flag = Arc::clone(&rescan);
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                for change in convert(&event) {
+                    if let Change::Rescan(why) = change {
+                        tracing::warn!(reason = why, "event queue overflow; scheduling a rescan");
+                        flag.raise();
+                        continue;
+                    }
+                    if send_tx.try_send(change).is_err() {
+                        flag.overflows.fetch_add(1, Ordering::Relaxed);
+                        flag.raise();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watcher error; scheduling a rescan");
+                flag.raise();
+            }
+        })
+        .map_err(|source| map_err(root, source))?;
+    watcher
+        .watch(root, RecursiveMode::Recursive)
+        .map_err(|source| map_err(root, source))?;
+    Ok(watcher)
+}
+
+fn map_err(root: &Path, source: notify::Error) -> HintError {
+    let path = root.display().to_string();
+    let limit = matches!(source.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&source.kind, notify::ErrorKind::Io(e) if e.raw_os_error() == Some(libc::ENOSPC));
+    if limit {
+        HintError::WatchLimit { path }
+    } else {
+        HintError::Notify { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Flag};
+    use std::path::PathBuf;
+
+    #[test]
+    fn conversions() {
+        let p = |s: &str| PathBuf::from(s);
+        let ev = |kind| notify::Event::new(kind);
+        let cases: Vec<(notify::Event, Vec<Change>)> = vec![
+            (
+                ev(EventKind::Create(CreateKind::File)).add_path(p("/d/a")),
+                vec![Change::Path(p("/d/a"))],
+            ),
+            (
+                ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+                    .add_path(p("/d/a"))
+                    .add_path(p("/d/b")),
+                vec![Change::Rename {
+                    from: p("/d/a"),
+                    to: p("/d/b"),
+                }],
+            ),
+            (
+                ev(EventKind::Access(AccessKind::Open(AccessMode::Read))).add_path(p("/d/a")),
+                vec![],
+            ),
+            (
+                ev(EventKind::Access(AccessKind::Close(AccessMode::Write))).add_path(p("/d/a")),
+                vec![Change::Path(p("/d/a"))],
+            ),
+            (
+                ev(EventKind::Other).set_flag(Flag::Rescan),
+                vec![Change::Rescan("the kernel's event queue overflowed")],
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(convert(&event), want, "{event:?}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Scans: the store sweep that finds vanished files, and the walk that finds new and changed
+//! ones. Both run on blocking threads and feed the pipeline through a bounded channel, so a scan
+//! of a million files holds the memory of one channel, not of a million paths.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hasher::Stamp;
+use tokio::sync::mpsc;
+
+use crate::filter::Filter;
+use crate::store::{Entry, Store};
+
+/// What a scan tells the pipeline.
+#[derive(Debug)]
+pub enum ScanMsg {
+    /// Store entries whose file is gone (or no longer reported); candidates for deletion or for
+    /// pairing with a new file of the same size and XXH128 (a move while we were down).
+    Vanished(Vec<(PathBuf, Entry)>),
+    /// A regular file that is new or whose stamp differs from the store.
+    Found(PathBuf, Stamp),
+    /// The walk is over.
+    Done {
+        /// Regular files that matched the filter.
+        files: u64,
+        /// Of those, files whose stamp matched the store (nothing to do).
+        unchanged: u64,
+    },
+}
+
+/// A file's path relative to DATA_DIR, for the filter.
+pub fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
+    path.strip_prefix(root).unwrap_or(path)
+}
+
+/// Finds store entries whose file no longer exists as a reported regular file.
+///
+/// # Errors
+/// A store read failure.
+pub fn sweep(
+    store: &Store,
+    root: &Path,
+    filter: &Filter,
+) -> Result<Vec<(PathBuf, Entry)>, crate::store::StoreError> {
+    let mut vanished = Vec::new();
+    store.for_each(|path, entry| {
+        let present = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+            && path.starts_with(root)
+            && filter.accepts(relative(root, &path));
+        if !present {
+            vanished.push((path, entry));
+        }
+    })?;
+    Ok(vanished)
+}
+
+/// Describes a non-regular entry for the log.
+fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_symlink() {
+        "a symbolic link (never followed)"
+    } else if ft.is_fifo() {
+        "a FIFO (never opened)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Walks `start` (DATA_DIR or a directory inside it) without following symbolic links, so it
+/// can neither leave DATA_DIR nor loop. Sends new and changed files; counts unchanged ones.
+/// Stops early when `stop` is set or the receiver is gone.
+pub fn walk(
+    root: &Path,
+    start: &Path,
+    filter: &Filter,
+    store: &Store,
+    tx: &mpsc::Sender<ScanMsg>,
+    stop: &AtomicBool,
+    label: &'static str,
+) {
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    let (mut files, mut unchanged, mut errors) = (0u64, 0u64, 0u64);
+    for item in walkdir::WalkDir::new(start).follow_links(false) {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let entry = match item {
+            Ok(e) => e,
+            Err(e) => {
+                errors += 1;
+                let path = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                tracing::warn!(path = %path, error = %e, "cannot read directory entry during scan; skipped");
+                continue;
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if !ft.is_file() {
+            tracing::info!(path = %path.display(), kind = kind_of(&ft), "not a regular file; not reported");
+            continue;
+        }
+        if !filter.accepts(relative(root, path)) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                // Vanished between readdir and stat: a live hint (or the next scan) covers it.
+                tracing::debug!(path = %path.display(), error = %e, "file vanished during scan");
+                continue;
+            }
+        };
+        files += 1;
+        let stamp = Stamp::from_metadata(&meta);
+        let known = match store.get(path) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "state store read failed during scan");
+                None
+            }
+        };
+        if known.is_some_and(|k| k.stamp == stamp) {
+            unchanged += 1;
+        } else if tx
+            .blocking_send(ScanMsg::Found(path.to_path_buf(), stamp))
+            .is_err()
+        {
+            return;
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            last_log = Instant::now();
+            let rate = files as f64 / started.elapsed().as_secs_f64();
+            tracing::info!(
+                scan = label,
+                files_seen = files,
+                unchanged,
+                errors,
+                files_per_sec = rate as u64,
+                "scan progress"
+            );
+        }
+    }
+    let _ = tx.blocking_send(ScanMsg::Done { files, unchanged });
+}
+
+/// Runs a full scan on the calling (blocking) thread: sweep, then walk.
+pub fn full_scan(
+    root: PathBuf,
+    filter: Filter,
+    store: Arc<Store>,
+    tx: mpsc::Sender<ScanMsg>,
+    stop: Arc<AtomicBool>,
+    label: &'static str,
+) {
+    match sweep(&store, &root, &filter) {
+        Ok(v) => {
+            if tx.blocking_send(ScanMsg::Vanished(v)).is_err() {
+                return;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state store sweep failed; deletions will be found by the next scan");
+        }
+    }
+    walk(&root, &root, &filter, &store, &tx, &stop, label);
+}

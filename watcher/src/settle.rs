@@ -1,0 +1,303 @@
+//! Settling: a path is acted on only once it has been quiet for the settle delay and two looks at
+//! it agree. A pure state machine: both clocks are parameters, so its tests never sleep.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Why a path is pending: found by a scan, or hinted by the live watcher. It decides between
+/// `file_discovered` and `file_created` for a path the store does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From a start-up scan, rescan or reconciliation.
+    Scan,
+    /// From a filesystem event.
+    Live,
+}
+
+/// What `lstat` showed for a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing there.
+    Missing,
+    /// A directory.
+    Dir,
+    /// A regular file with this size and mtime.
+    File {
+        /// Size in bytes.
+        size: u64,
+        /// mtime, ns since the epoch.
+        mtime_ns: i64,
+    },
+    /// A FIFO, socket, device or symlink: never read.
+    Other,
+}
+
+/// One path waiting to settle.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Where the first hint came from.
+    pub origin: Origin,
+    /// The path it was renamed from, when a rename event named one.
+    pub old_path: Option<PathBuf>,
+    quiet_since: Instant,
+    seq: u64,
+    last: Option<Observed>,
+}
+
+/// The set of pending paths, coalesced per path: a million writes to one file are one entry.
+#[derive(Debug)]
+pub struct Settle {
+    delay: Duration,
+    entries: HashMap<PathBuf, Pending>,
+    deadlines: BTreeMap<(Instant, u64), PathBuf>,
+    next_seq: u64,
+}
+
+impl Settle {
+    /// An empty set with the given quiet period.
+    pub fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            entries: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Paths pending.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether `path` is pending.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    fn arm(&mut self, path: PathBuf, mut p: Pending, quiet_since: Instant) {
+        self.deadlines.remove(&(p.quiet_since + self.delay, p.seq));
+        self.next_seq += 1;
+        p.seq = self.next_seq;
+        p.quiet_since = quiet_since;
+        self.deadlines
+            .insert((quiet_since + self.delay, p.seq), path.clone());
+        self.entries.insert(path, p);
+    }
+
+    /// Something happened to `path` at `now`: (re)start its quiet period.
+    pub fn touch(&mut self, path: PathBuf, origin: Origin, now: Instant) {
+        let p = match self.entries.remove(&path) {
+            Some(p) => p,
+            None => Pending {
+                origin,
+                old_path: None,
+                quiet_since: now,
+                seq: 0,
+                last: None,
+            },
+        };
+        self.arm(path, p, now);
+    }
+
+    /// Adds a path that is known to be quiet already (a scan found it with an old mtime): it is
+    /// due at once. An entry that is already pending keeps its own timer.
+    pub fn insert_quiet(&mut self, path: PathBuf, origin: Origin, now: Instant) {
+        if self.entries.contains_key(&path) {
+            return;
+        }
+        let since = now.checked_sub(self.delay).unwrap_or(now);
+        let p = Pending {
+            origin,
+            old_path: None,
+            quiet_since: since,
+            seq: 0,
+            last: None,
+        };
+        self.arm(path, p, since);
+    }
+
+    /// Records that `to` was renamed from `from`, and drops `from`: it is accounted for by `to`.
+    pub fn rename(&mut self, from: &Path, to: PathBuf, now: Instant) {
+        if let Some(old) = self.entries.remove(from) {
+            self.deadlines
+                .remove(&(old.quiet_since + self.delay, old.seq));
+        }
+        self.touch(to.clone(), Origin::Live, now);
+        if let Some(p) = self.entries.get_mut(&to) {
+            p.old_path = Some(from.to_path_buf());
+        }
+    }
+
+    /// Forgets a path.
+    pub fn remove(&mut self, path: &Path) -> Option<Pending> {
+        let p = self.entries.remove(path)?;
+        self.deadlines.remove(&(p.quiet_since + self.delay, p.seq));
+        Some(p)
+    }
+
+    /// When the next path falls due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Up to `limit` paths whose quiet period is over. They stay pending until [`Settle::check`].
+    pub fn due(&self, now: Instant, limit: usize) -> Vec<PathBuf> {
+        self.deadlines
+            .range(..=(now, u64::MAX))
+            .take(limit)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// Puts a due path back for another full quiet period (it is busy elsewhere).
+    pub fn defer(&mut self, path: &Path, now: Instant) {
+        if let Some(p) = self.entries.remove(path) {
+            self.arm(path.to_path_buf(), p, now);
+        }
+    }
+
+    /// Looks at a due path. A file is settled when this look agrees with the previous one, or,
+    /// on the first look, when its mtime is already older than the settle delay. Anything that is
+    /// not a file is settled at once. Returns the entry when settled; otherwise the path is
+    /// re-armed for another quiet period.
+    pub fn check(
+        &mut self,
+        path: &Path,
+        seen: Observed,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> Option<Pending> {
+        let p = self.entries.get(path)?;
+        let settled = match seen {
+            Observed::File { mtime_ns, .. } => {
+                p.last == Some(seen) || (p.last.is_none() && self.mtime_is_old(mtime_ns, wall_now))
+            }
+            _ => true,
+        };
+        if settled {
+            return self.remove(path);
+        }
+        let mut p = self.entries.remove(path)?;
+        p.last = Some(seen);
+        self.arm(path.to_path_buf(), p, now);
+        None
+    }
+
+    fn mtime_is_old(&self, mtime_ns: i64, wall_now: SystemTime) -> bool {
+        let now_ns = wall_now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let delay_ns = i64::try_from(self.delay.as_nanos()).unwrap_or(i64::MAX);
+        now_ns.saturating_sub(mtime_ns) >= delay_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(2);
+
+    fn file(size: u64, mtime_ns: i64) -> Observed {
+        Observed::File { size, mtime_ns }
+    }
+
+    /// Wall clock where every mtime used below is "recent".
+    fn wall(t0_ns: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(t0_ns as u64)
+    }
+
+    #[test]
+    fn a_file_written_in_bursts_settles_once_after_the_last_write() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        let p = PathBuf::from("/d/big.flac");
+        // Writes every 500 ms for 5 s: never due while they continue.
+        for i in 0..10 {
+            let now = t0 + Duration::from_millis(500 * i);
+            s.touch(p.clone(), Origin::Live, now);
+            assert!(s.due(now, 10).is_empty(), "due during writes at {i}");
+        }
+        let last_write = t0 + Duration::from_millis(4500);
+        assert!(s
+            .due(last_write + D - Duration::from_millis(1), 10)
+            .is_empty());
+        let due_at = last_write + D;
+        assert_eq!(s.due(due_at, 10), vec![p.clone()]);
+        // First look: mtime is recent (wall clock = mtime), so one more quiet period.
+        let mt = 1_000_000_000_000;
+        assert!(s.check(&p, file(200, mt), due_at, wall(mt)).is_none());
+        assert!(s.due(due_at + D - Duration::from_millis(1), 10).is_empty());
+        // Second look agrees: settled, and gone from the set.
+        let settled = s.check(&p, file(200, mt), due_at + D, wall(mt + 2_000_000_000));
+        assert_eq!(settled.unwrap().origin, Origin::Live);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_changed_second_look_rearms() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        let p = PathBuf::from("/d/a");
+        s.touch(p.clone(), Origin::Live, t0);
+        let mt = 5_000_000_000;
+        assert!(s.check(&p, file(1, mt), t0 + D, wall(mt)).is_none());
+        assert!(s.check(&p, file(2, mt + 1), t0 + 2 * D, wall(mt)).is_none());
+        assert!(s.check(&p, file(2, mt + 1), t0 + 3 * D, wall(mt)).is_some());
+    }
+
+    #[test]
+    fn an_old_file_found_by_a_scan_is_due_at_once_and_settles_on_first_look() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        let p = PathBuf::from("/d/old.mp3");
+        s.insert_quiet(p.clone(), Origin::Scan, t0);
+        assert_eq!(s.due(t0, 10), vec![p.clone()]);
+        let mt = 1_000_000_000;
+        let settled = s
+            .check(&p, file(9, mt), t0, wall(mt + 3_000_000_000))
+            .unwrap();
+        assert_eq!(settled.origin, Origin::Scan);
+    }
+
+    #[test]
+    fn missing_paths_settle_without_a_second_look() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        let p = PathBuf::from("/d/gone");
+        s.touch(p.clone(), Origin::Live, t0);
+        assert!(s
+            .check(&p, Observed::Missing, t0 + D, SystemTime::now())
+            .is_some());
+    }
+
+    #[test]
+    fn rename_carries_the_old_path_and_drops_it_from_the_set() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        s.touch("/d/a.part".into(), Origin::Live, t0);
+        s.rename(Path::new("/d/a.part"), "/d/a.mp3".into(), t0);
+        assert_eq!(s.len(), 1);
+        assert!(!s.contains(Path::new("/d/a.part")));
+        let p = s.remove(Path::new("/d/a.mp3")).unwrap();
+        assert_eq!(p.old_path.as_deref(), Some(Path::new("/d/a.part")));
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn coalesces_per_path() {
+        let t0 = Instant::now();
+        let mut s = Settle::new(D);
+        for i in 0..10_000 {
+            s.touch("/d/x".into(), Origin::Live, t0 + Duration::from_micros(i));
+        }
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.deadlines.len(), 1);
+    }
+}

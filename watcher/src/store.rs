@@ -1,0 +1,343 @@
+//! The state store: what the instance last reported for each path, kept in redb in `STATE_DIR`.
+//!
+//! It is the memory that makes restarts safe: a file whose stamp matches its entry is not read
+//! again, a path in the store but gone from disk is a deletion, and a deleted file's event carries
+//! the digests kept here. An entry is written only after the sink accepted the event about it.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use hasher::{Digest, Stamp};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+
+/// Path bytes → encoded [`Entry`].
+const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
+
+/// Record layout version, first byte of every value, so the format can change later.
+const RECORD_V1: u8 = 1;
+const RECORD_LEN: usize = 1 + 8 + 8 + 8 + 8 + 32 + 16;
+
+/// What is known about one reported file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// `stat` of the version that was reported.
+    pub stamp: Stamp,
+    /// Its digests.
+    pub digest: Digest,
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0] = RECORD_V1;
+        out[1..9].copy_from_slice(&self.stamp.size.to_le_bytes());
+        out[9..17].copy_from_slice(&self.stamp.mtime_ns.to_le_bytes());
+        out[17..25].copy_from_slice(&self.stamp.inode.to_le_bytes());
+        out[25..33].copy_from_slice(&self.stamp.dev.to_le_bytes());
+        out[33..65].copy_from_slice(self.digest.sha256());
+        out[65..81].copy_from_slice(&self.digest.xxh128().to_le_bytes());
+        out
+    }
+
+    fn decode(raw: &[u8]) -> Option<Self> {
+        if raw.len() != RECORD_LEN || raw[0] != RECORD_V1 {
+            return None;
+        }
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[i..i + 8]);
+            b
+        };
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(&raw[33..65]);
+        let mut xxh = [0u8; 16];
+        xxh.copy_from_slice(&raw[65..81]);
+        Some(Self {
+            stamp: Stamp {
+                size: u64::from_le_bytes(u64_at(1)),
+                mtime_ns: i64::from_le_bytes(u64_at(9)),
+                inode: u64::from_le_bytes(u64_at(17)),
+                dev: u64::from_le_bytes(u64_at(25)),
+            },
+            digest: Digest::from_parts(sha, u128::from_le_bytes(xxh)),
+        })
+    }
+}
+
+/// One change to apply to the store.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Record (or replace) the entry for a path.
+    Put(PathBuf, Entry),
+    /// Forget a path.
+    Delete(PathBuf),
+}
+
+/// Why the store failed. Store failures are infrastructure failures: the instance cannot keep
+/// its promises without it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// redb reported an error.
+    #[error("state store {}: {source}", path.display())]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: redb::Error,
+    },
+}
+
+/// The redb database of reported files.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn key(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+fn path_of(key: &[u8]) -> PathBuf {
+    PathBuf::from(std::ffi::OsStr::from_bytes(key))
+}
+
+impl Store {
+    /// Opens (or creates) `state.redb` in `state_dir`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] when the file cannot be opened or is corrupt.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join("state.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Db {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        let store = Self { db, path };
+        // Create the table up front so read transactions never see it missing.
+        store.apply(&[])?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    /// The entry for `path`, if one was recorded.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn get(&self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
+        let value = table.get(key(path)).map_err(|e| self.err(e))?;
+        Ok(value.and_then(|v| Entry::decode(v.value())))
+    }
+
+    /// Applies a batch of changes in one transaction: 100,000 puts commit in one fsync.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if the transaction fails; then none of the batch is applied.
+    pub fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(FILES).map_err(|e| self.err(e))?;
+            for op in ops {
+                match op {
+                    Op::Put(p, entry) => {
+                        table
+                            .insert(key(p), &entry.encode()[..])
+                            .map_err(|e| self.err(e))?;
+                    }
+                    Op::Delete(p) => {
+                        table.remove(key(p)).map_err(|e| self.err(e))?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every entry strictly below directory `dir`, for a directory that was moved or removed.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn entries_under(&self, dir: &Path) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        let mut prefix = key(dir).to_vec();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        let mut out = Vec::new();
+        self.visit_from(&prefix, |k, e| {
+            if !k.starts_with(&prefix) {
+                return false;
+            }
+            out.push((path_of(k), e));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` for every entry in key order, in batches of short read transactions so a long
+    /// sweep never pins an old snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn for_each(&self, mut f: impl FnMut(PathBuf, Entry)) -> Result<(), StoreError> {
+        self.visit_from(&[], |k, e| {
+            f(path_of(k), e);
+            true
+        })
+    }
+
+    fn visit_from(
+        &self,
+        start: &[u8],
+        mut f: impl FnMut(&[u8], Entry) -> bool,
+    ) -> Result<(), StoreError> {
+        const BATCH: usize = 10_000;
+        let mut cursor = start.to_vec();
+        let mut inclusive = true;
+        loop {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
+            let range = table
+                .range::<&[u8]>(cursor.as_slice()..)
+                .map_err(|e| self.err(e))?;
+            let mut seen = 0;
+            let mut last: Option<Vec<u8>> = None;
+            for item in range {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let k = k.value();
+                if !inclusive && k == cursor.as_slice() {
+                    continue;
+                }
+                if let Some(entry) = Entry::decode(v.value()) {
+                    if !f(k, entry) {
+                        return Ok(());
+                    }
+                }
+                seen += 1;
+                last = Some(k.to_vec());
+                if seen >= BATCH {
+                    break;
+                }
+            }
+            match last {
+                Some(k) if seen >= BATCH => {
+                    cursor = k;
+                    inclusive = false;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Number of entries.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
+        table.len().map_err(|e| self.err(e))
+    }
+
+    /// True when nothing has been recorded yet.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        Entry {
+            stamp: Stamp {
+                size: n,
+                mtime_ns: -5 + n as i64,
+                inode: 77 + n,
+                dev: 3,
+            },
+            digest: Digest::from_parts([n as u8; 32], u128::MAX - n as u128),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .apply(&[
+                    Op::Put("/d/a".into(), entry(1)),
+                    Op::Put("/d/b".into(), entry(2)),
+                ])
+                .unwrap();
+            store.apply(&[Op::Delete("/d/a".into())]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get(Path::new("/d/a")).unwrap(), None);
+        assert_eq!(store.get(Path::new("/d/b")).unwrap(), Some(entry(2)));
+        assert_eq!(store.len().unwrap(), 1);
+    }
+
+    #[test]
+    fn entries_under_is_a_directory_prefix_not_a_string_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .apply(&[
+                Op::Put("/d/album/1".into(), entry(1)),
+                Op::Put("/d/album/sub/2".into(), entry(2)),
+                Op::Put("/d/album2/3".into(), entry(3)),
+                Op::Put("/d/albu".into(), entry(4)),
+            ])
+            .unwrap();
+        let under: Vec<_> = store
+            .entries_under(Path::new("/d/album"))
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            under,
+            vec![PathBuf::from("/d/album/1"), PathBuf::from("/d/album/sub/2")]
+        );
+    }
+
+    #[test]
+    fn for_each_crosses_batch_boundaries_once_per_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ops: Vec<_> = (0..25_000u64)
+            .map(|i| Op::Put(format!("/d/{i:06}").into(), entry(i)))
+            .collect();
+        store.apply(&ops).unwrap();
+        let mut n = 0u64;
+        let mut prev = PathBuf::new();
+        store
+            .for_each(|p, _| {
+                assert!(p > prev);
+                prev = p;
+                n += 1;
+            })
+            .unwrap();
+        assert_eq!(n, 25_000);
+    }
+}

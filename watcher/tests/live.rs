@@ -1,0 +1,221 @@
+//! Live changes on a real directory with real inotify, end to end through the binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn create_modify_rename_move_delete() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(&data, state.path(), &[]);
+    w.wait_ready();
+
+    let a = data.join("a.txt");
+    fs::write(&a, b"first").unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_created", "{e}");
+    assert_eq!(path_of(&e), a);
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &a)
+    );
+    assert_eq!(
+        e["file_info"]["xxh128_hash"],
+        tool_digest("xxhsum", &["-H2"], &a)
+    );
+    assert_eq!(e["file_info"]["size_bytes"], "5");
+    assert_eq!(e["instance_id"], "test-watcher");
+
+    fs::write(&a, b"second version").unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_modified", "{e}");
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &a)
+    );
+
+    let b = data.join("b.txt");
+    fs::rename(&a, &b).unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_renamed", "{e}");
+    assert_eq!(path_of(&e), b);
+    assert_eq!(e["file_info"]["old_path"], a.to_str().unwrap());
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &b)
+    );
+
+    let sub = data.join("sub");
+    fs::create_dir(&sub).unwrap();
+    let moved = sub.join("b.txt");
+    fs::rename(&b, &moved).unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_moved", "{e}");
+    assert_eq!(path_of(&e), moved);
+    assert_eq!(e["file_info"]["old_path"], b.to_str().unwrap());
+
+    let sha = tool_digest("sha256sum", &[], &moved);
+    fs::remove_file(&moved).unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_deleted", "{e}");
+    assert_eq!(path_of(&e), moved);
+    assert_eq!(
+        e["file_info"]["sha256_hash"], sha,
+        "deleted carries the last known digest"
+    );
+    assert_eq!(e["file_info"]["size_bytes"], "14");
+
+    let quiet = w.barrier(&data, "barrier-1");
+    assert!(quiet.is_empty(), "unexpected events: {quiet:?}");
+}
+
+#[test]
+fn directories_moved_in_moved_out_and_removed() {
+    let (_keep, data, state) = dirs();
+    let outside = tempfile::tempdir_in(data.parent().unwrap()).unwrap();
+    let w = Watcher::start(&data, state.path(), &[]);
+    w.wait_ready();
+
+    // Moved in whole, with files already inside: each is reported.
+    let staged = outside.path().join("album");
+    fs::create_dir_all(staged.join("cd1")).unwrap();
+    fs::write(staged.join("cd1/one.flac"), b"one").unwrap();
+    fs::write(staged.join("two.flac"), b"two").unwrap();
+    let album = data.join("album");
+    fs::rename(&staged, &album).unwrap();
+    let mut got: Vec<_> = (0..2).map(|_| w.next()).collect();
+    got.sort_by_key(path_of);
+    assert_eq!(event_type(&got[0]), "file_created", "{:?}", got);
+    assert_eq!(path_of(&got[0]), album.join("cd1/one.flac"));
+    assert_eq!(path_of(&got[1]), album.join("two.flac"));
+
+    // A new file inside the new directory is seen too: it is watched.
+    fs::write(album.join("cd1/three.flac"), b"three").unwrap();
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", album.join("cd1/three.flac"))
+    );
+
+    // Moved out whole: every file in it is deleted.
+    fs::rename(&album, outside.path().join("gone")).unwrap();
+    let mut got: Vec<_> = (0..3).map(|_| w.next()).collect();
+    got.sort_by_key(path_of);
+    assert!(
+        got.iter().all(|e| event_type(e) == "file_deleted"),
+        "{got:?}"
+    );
+    assert_eq!(path_of(&got[0]), album.join("cd1/one.flac"));
+
+    // Created, then removed with its files.
+    let tmp = data.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    fs::write(tmp.join("x.bin"), b"x").unwrap();
+    fs::write(tmp.join("y.bin"), b"y").unwrap();
+    let got: Vec<_> = (0..2).map(|_| w.next()).collect();
+    assert!(
+        got.iter().all(|e| event_type(e) == "file_created"),
+        "{got:?}"
+    );
+    fs::remove_dir_all(&tmp).unwrap();
+    let mut got: Vec<_> = (0..2).map(|_| w.next()).collect();
+    got.sort_by_key(path_of);
+    assert_eq!(
+        got.iter()
+            .map(|e| (event_type(e), path_of(e)))
+            .collect::<Vec<_>>(),
+        vec![
+            ("file_deleted", tmp.join("x.bin")),
+            ("file_deleted", tmp.join("y.bin"))
+        ]
+    );
+
+    // A directory renamed inside DATA_DIR: its files move, without rehashing.
+    let d1 = data.join("d1");
+    fs::create_dir(&d1).unwrap();
+    fs::write(d1.join("f.ogg"), b"f").unwrap();
+    assert_eq!(event_type(&w.next()), "file_created");
+    fs::rename(&d1, data.join("d2")).unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_moved", "{e}");
+    assert_eq!(path_of(&e), data.join("d2/f.ogg"));
+    assert_eq!(
+        e["file_info"]["old_path"],
+        d1.join("f.ogg").to_str().unwrap()
+    );
+
+    let quiet = w.barrier(&data, "barrier");
+    assert!(quiet.is_empty(), "unexpected events: {quiet:?}");
+}
+
+#[test]
+fn touch_without_change_is_silent() {
+    let (_keep, data, state) = dirs();
+    let f = data.join("song.mp3");
+    fs::write(&f, b"la la la").unwrap();
+    let w = Watcher::start(&data, state.path(), &[]);
+    assert_eq!(event_type(&w.next()), "file_discovered");
+    w.wait_ready();
+    let before = fs::metadata(&f).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let st = std::process::Command::new("touch")
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_ne!(fs::metadata(&f).unwrap().modified().unwrap(), before);
+    // The touch settles (400 ms) and is rehashed; the barrier comes after it.
+    std::thread::sleep(Duration::from_millis(600));
+    let quiet = w.barrier(&data, "barrier");
+    assert!(quiet.is_empty(), "a touch produced events: {quiet:?}");
+    w.wait_log("touched: content unchanged");
+}
+
+#[test]
+fn slow_200_mib_write_yields_exactly_one_event() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(&data, state.path(), &["--settle-delay", "1s"]);
+    w.wait_ready();
+    let big = data.join("big.flac");
+    let mut f = fs::File::create(&big).unwrap();
+    let chunk: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 253) as u8).collect();
+    for _ in 0..20 {
+        f.write_all(&chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(f);
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_created", "{e}");
+    assert_eq!(path_of(&e), big);
+    assert_eq!(e["file_info"]["size_bytes"], (200u64 << 20).to_string());
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &big)
+    );
+    assert_eq!(
+        e["file_info"]["xxh128_hash"],
+        tool_digest("xxhsum", &["-H2"], &big)
+    );
+    let quiet = w.barrier(&data, "barrier");
+    assert!(
+        quiet.is_empty(),
+        "more than one event for the slow write: {quiet:?}"
+    );
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(&data, state.path(), &[]);
+    w.wait_ready();
+    let (status, log) = w.stop();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+}
