@@ -129,6 +129,8 @@ pub struct Engine {
     /// as into a directory created a moment before), it is one move, not a delete and a create.
     limbo: HashMap<(u64, u64), (PathBuf, Entry, Instant)>,
     limbo_paths: HashSet<PathBuf>,
+    /// A sink failure seen where it could not be returned; the next pump returns it.
+    fatal: Option<SinkError>,
     stats: Arc<Stats>,
     last_progress: Instant,
 }
@@ -192,6 +194,7 @@ impl Engine {
             scan_stop: Arc::new(AtomicBool::new(false)),
             limbo: HashMap::new(),
             limbo_paths: HashSet::new(),
+            fatal: None,
             stats,
             last_progress: Instant::now(),
         }
@@ -369,6 +372,9 @@ impl Engine {
     // ---- the pump: everything that can move without waiting ------------------------------------
 
     fn pump(&mut self) -> Result<(), EngineError> {
+        if let Some(e) = self.fatal.take() {
+            return Err(e.into());
+        }
         let now = Instant::now();
         if self.rescan.take() {
             self.scan_owed = true;
@@ -390,9 +396,10 @@ impl Engine {
         self.start_hashes();
         self.start_deliveries();
         self.finish_scan_if_done()?;
-        if self.ops.len() >= 4096
-            || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(200))
-            || (!self.ops.is_empty() && self.inflight.is_empty() && self.outbox.is_empty())
+        // Each commit is an fsync: batch them, by count or age, or once everything is quiet.
+        if self.ops.len() >= 8192
+            || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(500))
+            || (!self.ops.is_empty() && self.is_idle())
         {
             self.flush()?;
         }
@@ -865,6 +872,22 @@ impl Engine {
     }
 
     fn start_deliveries(&mut self) {
+        if let Sink::Stdout(out) = &*self.sink {
+            // Stdout accepts synchronously: write the whole outbox, flush once, then commit.
+            if self.outbox.is_empty() || self.fatal.is_some() {
+                return;
+            }
+            let batch: Vec<_> = self.outbox.drain(..).collect();
+            match out.deliver_all(batch.iter().map(|(m, _)| m)) {
+                Ok(()) => {
+                    for (_, o) in batch {
+                        self.accepted(o);
+                    }
+                }
+                Err(e) => self.fatal = Some(e),
+            }
+            return;
+        }
         while !self.outbox.is_empty() {
             let Ok(permit) = Arc::clone(&self.window).try_acquire_owned() else {
                 break;
@@ -897,17 +920,30 @@ impl Engine {
         }
         match d.result {
             Ok(()) => {
-                self.stats.event(out.event);
-                if let Some(Op::Put(p, _) | Op::Delete(p)) = out.ops.first() {
-                    tracing::debug!(event = %out.event, path = %p.display(), "reported");
-                }
-                self.record(out.ops);
+                self.accepted(out);
                 self.start_deliveries();
                 Ok(())
             }
-            Err(SinkError::Closed) => Ok(()),
+            Err(SinkError::Closed) => {
+                for b in &out.busy {
+                    self.busy.remove(b);
+                }
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The sink has the event: count it and record its store changes.
+    fn accepted(&mut self, out: Outgoing) {
+        for b in &out.busy {
+            self.busy.remove(b);
+        }
+        self.stats.event(out.event);
+        if let Some(Op::Put(p, _) | Op::Delete(p)) = out.ops.first() {
+            tracing::debug!(event = %out.event, path = %p.display(), "reported");
+        }
+        self.record(out.ops);
     }
 
     fn record(&mut self, ops: Vec<Op>) {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# End-to-end harness: the release binary with `--once --sink stdout` on generated trees.
+# Prints medians of N runs; compare them with `cargo bench -p benches --bench hashing` taken
+# right before, on the same machine.
+#
+#   benches/e2e.sh            # all scenarios
+#   RUNS=7 benches/e2e.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5}
+WORK=${WORK:-$(mktemp -d)}
+trap 'rm -rf "$WORK"' EXIT
+cargo build --release -q -p watcher
+BIN=target/release/file-watcher
+
+make_tree() { # dir count size
+  python3 - "$@" <<'PY'
+import os, sys
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    sub = os.path.join(d, "d%03d" % (i % 100))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "f%06d.bin" % i), "wb") as f:
+        f.write(os.urandom(min(size, 1 << 20)) * max(1, size >> 20) if size > 1 << 20 else os.urandom(size))
+PY
+  find "$1" -type f -exec touch -d '1 hour ago' {} +
+}
+
+run_once() { # data state -> prints "seconds peak_kib lines"
+  /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" --data-dir "$1" --state-dir "$2" --once \
+    --sink stdout --http-addr off --log-level ERROR > "$WORK/out"
+  echo "$(cat "$WORK/time") $(wc -l < "$WORK/out")"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+scenario_small() {
+  local data="$WORK/small" ; mkdir -p "$data"; make_tree "$data" 10000 4096
+  cat "$data"/*/* > /dev/null
+  for _ in $(seq "$RUNS"); do rm -rf "$WORK/s"; run_once "$data" "$WORK/s"; done > "$WORK/r"
+  local m; m=$(awk '{print $1}' "$WORK/r" | median)
+  echo "once, 10,000 x 4 KiB, fresh state: median ${m}s = $(python3 -c "print(round(10000/$m))") files/s (lines: $(awk '{print $3}' "$WORK/r" | sort -u | tr '\n' ' '))"
+}
+
+scenario_large() {
+  local data="$WORK/large" ; mkdir -p "$data"; make_tree "$data" 3 $((256 << 20))
+  cat "$data"/*/* > /dev/null
+  for _ in $(seq "$RUNS"); do rm -rf "$WORK/s"; run_once "$data" "$WORK/s"; done > "$WORK/r"
+  local m; m=$(awk '{print $1}' "$WORK/r" | median)
+  echo "once, 3 x 256 MiB, fresh state: median ${m}s = $(python3 -c "print(round(768/1024/$m, 3))") GiB/s"
+}
+
+scenario_100k() {
+  local data="$WORK/k100" ; mkdir -p "$data"; make_tree "$data" 100000 64
+  rm -rf "$WORK/s"
+  read -r secs rss lines < <(run_once "$data" "$WORK/s")
+  echo "once, 100,000 x 64 B, fresh state: ${secs}s, peak RSS $((rss / 1024)) MiB, ${lines} events"
+  for _ in $(seq "$RUNS"); do run_once "$data" "$WORK/s"; done > "$WORK/r"
+  echo "once, 100,000 files, unchanged restart: median $(awk '{print $1}' "$WORK/r" | median)s, peak RSS $(( $(awk '{print $2}' "$WORK/r" | sort -g | tail -1) / 1024 )) MiB, events $(awk '{print $3}' "$WORK/r" | sort -u | tr '\n' ' ')"
+}
+
+scenario_small
+scenario_large
+scenario_100k
