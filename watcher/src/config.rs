@@ -260,6 +260,17 @@ impl Config {
                 ));
             }
         }
+        if !self.http_addr.eq_ignore_ascii_case("off")
+            && self.http_addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(bad(
+                "HTTP_ADDR",
+                format!(
+                    "{:?} is not an address like 0.0.0.0:8080 (or \"off\")",
+                    self.http_addr
+                ),
+            ));
+        }
         if self.hint_queue == 0 {
             return Err(bad("HINT_QUEUE", "must be at least 1".into()));
         }
@@ -290,6 +301,11 @@ impl Config {
             }
             other => other,
         }
+    }
+
+    /// The HTTP listen address, or `None` when HTTP_ADDR is "off".
+    pub fn http_socket_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr.parse().ok()
     }
 
     /// Hashing threads, resolving the default.

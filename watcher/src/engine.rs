@@ -377,6 +377,7 @@ impl Engine {
         }
         let now = Instant::now();
         if self.rescan.take() {
+            self.stats.rescans_requested.inc();
             self.scan_owed = true;
         }
         if self.scan_owed && self.scan.is_none() && !(self.cfg.once && self.scans_run > 0) {
@@ -403,9 +404,7 @@ impl Engine {
         {
             self.flush()?;
         }
-        self.stats
-            .pending
-            .store(self.settle.len() as u64, Ordering::Relaxed);
+        self.stats.pending.set(self.settle.len() as i64);
         self.progress();
         Ok(())
     }
@@ -419,7 +418,7 @@ impl Engine {
         let secs = scan
             .started
             .map_or(1.0, |s| s.elapsed().as_secs_f64().max(0.001));
-        let hashed = self.stats.hashed_files.load(Ordering::Relaxed);
+        let hashed = self.stats.hashed_files.get();
         let reported = self.stats.events_total();
         tracing::info!(
             pending = self.settle.len(),
@@ -501,7 +500,7 @@ impl Engine {
             seconds = secs,
             "scan finished"
         );
-        self.stats.scans.fetch_add(1, Ordering::Relaxed);
+        self.stats.scans.inc();
         if scan.initial {
             self.stats.initial_scan_done.store(true, Ordering::Relaxed);
         }
@@ -765,15 +764,13 @@ impl Engine {
             }
             Err(e) => {
                 self.busy.remove(&path);
-                self.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.file_error(e.label());
                 tracing::warn!(path = %path.display(), error = %e, kind = e.label(), "cannot hash file; skipped until it changes or the next scan");
                 return;
             }
         };
-        self.stats.hashed_files.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .hashed_bytes
-            .fetch_add(h.stamp.size, Ordering::Relaxed);
+        self.stats.hashed_files.inc();
+        self.stats.hashed_bytes.inc_by(h.stamp.size);
         let entry = Entry {
             stamp: h.stamp,
             digest: h.digest,
@@ -785,7 +782,7 @@ impl Engine {
         if let Some(prior) = work.prior {
             if prior.digest == entry.digest {
                 // A touch: new stamp, same content. Remember the stamp, publish nothing.
-                self.stats.touched.fetch_add(1, Ordering::Relaxed);
+                self.stats.touched.inc();
                 tracing::debug!(path = %path.display(), "touched: content unchanged, nothing published");
                 self.record(vec![Op::Put(path.clone(), entry)]);
                 self.busy.remove(&path);
@@ -905,10 +902,9 @@ impl Engine {
                 let _ = tx.send(Delivered { id, result });
             });
         }
-        self.stats.in_flight.store(
-            (self.inflight.len() + self.outbox.len()) as u64,
-            Ordering::Relaxed,
-        );
+        self.stats
+            .in_flight
+            .set((self.inflight.len() + self.outbox.len()) as i64);
     }
 
     fn delivered(&mut self, d: Delivered) -> Result<(), EngineError> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod hints;
+pub mod http;
 pub mod identity;
 pub mod logging;
 pub mod scan;
@@ -69,6 +70,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
+
+    let sink_health: http::SinkHealth = match &*sink {
+        publisher::Sink::Stdout(_) => Arc::new(|| (true, serde_json::json!({ "kind": "stdout" }))),
+        #[allow(unreachable_patterns)]
+        _ => Arc::new(|| (false, serde_json::json!({ "kind": "unknown" }))),
+    };
+    if let Some(addr) = cfg.http_socket_addr() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        stats.register(&mut registry);
+        let state = Arc::new(http::HttpState {
+            instance_id: id.instance_id.clone(),
+            data_dir: cfg.data_dir.display().to_string(),
+            stats: Arc::clone(&stats),
+            sink: sink_health,
+            registry,
+        });
+        http::serve(addr, state, cancel.clone())
+            .await
+            .with_context(|| {
+                format!("cannot serve HTTP on HTTP_ADDR={addr} (set HTTP_ADDR=off to disable)")
+            })?;
+    }
 
     let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue);
     let rescan = Arc::new(hints::RescanFlag::default());

@@ -1,0 +1,83 @@
+//! The HTTP endpoints of a running instance.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn health_and_metrics() {
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("a.flac"), b"a").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let w = Watcher::start(&data, state.path(), &["--http-addr", &addr]);
+    assert_eq!(event_type(&w.next()), "file_discovered");
+    w.wait_ready();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, body) = get(port, "/health/ready");
+        if code == 200 {
+            assert!(body.contains("\"ready\":true"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {code} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(port, "/health/live").0, 200);
+    let (code, body) = get(port, "/health");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["instance_id"], "test-watcher");
+    assert_eq!(v["events_published"], 1);
+    let (code, metrics) = get(port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("file_watcher_events_total{event_type=\"file_discovered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("file_watcher_hashed_files_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_http_addr_is_a_config_error() {
+    let (_keep, data, state) = dirs();
+    let out = command(&data, state.path(), &["--http-addr", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP_ADDR"));
+}
