@@ -1,7 +1,11 @@
 //! Why a sink could not take a message.
 
 /// A delivery failure. Transport trouble is retried inside the sinks; what reaches the caller is
-/// what retrying cannot fix.
+/// what retrying cannot fix. The AMQP variants are also what the publisher logs while it retries,
+/// so that a broker `Nack` reads differently from a broken socket.
+///
+/// No variant ever carries the broker password: URLs in errors are redacted
+/// ([`AmqpConfig::redacted`](crate::AmqpConfig::redacted)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {
@@ -14,4 +18,36 @@ pub enum SinkError {
     /// The sink is shutting down and took no more messages.
     #[error("sink is shutting down")]
     Closed,
+    /// An AMQP setting is invalid. The text names the setting and never contains the password.
+    #[error("invalid AMQP setting: {0}")]
+    InvalidConfig(String),
+    /// The broker refused the login (`ACCESS_REFUSED`): wrong user name or password, or a user
+    /// without access to the virtual host. Retried at the slowest backoff pace.
+    #[error(
+        "RabbitMQ at {url} refused the login (ACCESS_REFUSED): check the user name and password \
+         (broker said: {reason})"
+    )]
+    AccessRefused {
+        /// The redacted broker URL.
+        url: String,
+        /// The broker's own explanation.
+        reason: String,
+    },
+    /// The broker negatively acknowledged a message (`basic.nack`): it took the bytes but could
+    /// not store them. Not a transport error; the message is published again.
+    #[error("RabbitMQ nacked message {message_id}")]
+    Nacked {
+        /// The message's deterministic id.
+        message_id: String,
+    },
+    /// The connection or channel failed: socket, TLS, handshake or a broker-side close. The
+    /// publisher reconnects and publishes unconfirmed messages again.
+    #[error("AMQP connection to {url} failed: {source}")]
+    Transport {
+        /// The redacted broker URL.
+        url: String,
+        /// What lapin reported.
+        #[source]
+        source: lapin::Error,
+    },
 }

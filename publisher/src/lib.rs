@@ -6,6 +6,11 @@
 //! for AMQP. The watcher commits its state store only after that answer, which is what makes
 //! delivery at-least-once.
 //!
+//! [`AmqpPublisher`] is the RabbitMQ sink: named connections (`file_watcher_{instance_id}`),
+//! publisher confirms over a pipelined window, reconnection with backoff and jitter, and a pause
+//! while the broker blocks the connection. [`AmqpConfig`] holds the broker settings and keeps the
+//! password out of every log line and error.
+//!
 //! ```
 //! use chrono::TimeZone;
 //! use publisher::{Envelope, EventType, FileFacts};
@@ -31,11 +36,16 @@
 //! ```
 #![deny(missing_docs)]
 
+mod amqp;
 mod envelope;
 mod error;
 mod sink;
 mod stdout;
 
+pub use amqp::{
+    AmqpConfig, AmqpPublisher, AmqpStatus, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
+    DEFAULT_EXCHANGE, DEFAULT_WINDOW,
+};
 pub use envelope::{Envelope, EventType, FileFacts, FileInfo, Message};
 pub use error::SinkError;
 pub use sink::Sink;

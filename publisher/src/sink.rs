@@ -1,5 +1,6 @@
 //! The sink boundary the watcher delivers through.
 
+use crate::amqp::AmqpPublisher;
 use crate::envelope::Message;
 use crate::error::SinkError;
 use crate::stdout::StdoutSink;
@@ -12,6 +13,8 @@ use crate::stdout::StdoutSink;
 pub enum Sink {
     /// JSON lines on stdout.
     Stdout(StdoutSink),
+    /// RabbitMQ, with publisher confirms.
+    Amqp(AmqpPublisher),
 }
 
 impl Sink {
@@ -22,6 +25,7 @@ impl Sink {
     pub async fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
         match self {
             Self::Stdout(s) => s.deliver(msg),
+            Self::Amqp(p) => p.deliver(msg).await,
         }
     }
 }

@@ -24,7 +24,10 @@ impl StdoutSink {
     ///
     /// # Errors
     /// [`SinkError::Stdout`] when stdout is closed.
-    pub fn deliver_all<'a>(&self, msgs: impl IntoIterator<Item = &'a Message>) -> Result<(), SinkError> {
+    pub fn deliver_all<'a>(
+        &self,
+        msgs: impl IntoIterator<Item = &'a Message>,
+    ) -> Result<(), SinkError> {
         let mut buf = Vec::with_capacity(64 * 1024);
         for msg in msgs {
             serde_json::to_writer(&mut buf, &msg.envelope)?;

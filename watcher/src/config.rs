@@ -69,7 +69,12 @@ pub enum SinkKind {
 ///
 /// Every option can also be set by the environment variable shown with it.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "file-watcher", version, about, long_about = None, max_term_width = 100, args_override_self = true)]
+#[command(
+    name = "file-watcher",
+    version,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct Config {
     /// Identifies this instance in messages, logs and the broker connection name. When unset,
     /// one is generated once and kept in STATE_DIR.
@@ -81,7 +86,8 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Where the state store and instance lock live; must be writable and outside DATA_DIR.
-    /// Default: $XDG_STATE_HOME/file-watcher/<instance> or ~/.local/state/file-watcher/<instance>.
+    /// Default: one directory per DATA_DIR under $XDG_STATE_HOME/file-watcher or
+    /// ~/.local/state/file-watcher (the container image sets /var/lib/file-watcher).
     #[arg(long, env = "STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 

@@ -24,6 +24,9 @@ use crate::settle::{Observed, Origin, Pending, Settle};
 use crate::stats::Stats;
 use crate::store::{Entry, Op, Store, StoreError};
 
+/// Messages taken from one channel per turn of the loop, so the pump's fixed cost is shared.
+const BATCH: usize = 1024;
+
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -90,6 +93,7 @@ struct ScanState {
     files: u64,
     unchanged: u64,
     started: Option<Instant>,
+    last_check: Option<Instant>,
     initial: bool,
 }
 
@@ -238,10 +242,34 @@ impl Engine {
                         break Err(e);
                     }
                 }
-                Some(h) = self.hash_rx.recv() => self.hashed(h),
-                Some(m) = self.scan_rx.recv(), if room => self.scan_msg(m),
-                Some(m) = self.walk_rx.recv(), if room => self.walk_msg(m),
-                Some(c) = self.hints.recv(), if room => self.change(c),
+                Some(h) = self.hash_rx.recv() => {
+                    self.hashed(h);
+                    while let Ok(h) = self.hash_rx.try_recv() {
+                        self.hashed(h);
+                    }
+                }
+                Some(m) = self.scan_rx.recv(), if room => {
+                    self.scan_msg(m);
+                    // Take what is already queued in one go: the pump runs once per batch.
+                    for _ in 0..BATCH {
+                        let Ok(m) = self.scan_rx.try_recv() else { break };
+                        self.scan_msg(m);
+                    }
+                }
+                Some(m) = self.walk_rx.recv(), if room => {
+                    self.walk_msg(m);
+                    for _ in 0..BATCH {
+                        let Ok(m) = self.walk_rx.try_recv() else { break };
+                        self.walk_msg(m);
+                    }
+                }
+                Some(c) = self.hints.recv(), if room => {
+                    self.change(c);
+                    for _ in 0..BATCH {
+                        let Ok(c) = self.hints.try_recv() else { break };
+                        self.change(c);
+                    }
+                }
                 () = self.rescan.raised() => {}
                 _ = async { match rescan_tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
                     self.scan_owed = true;
@@ -326,16 +354,25 @@ impl Engine {
                     scan.vanished_other.push((p, e));
                 }
             }
-            ScanMsg::Found(p, stamp) => {
+            ScanMsg::Found(p, stamp, known) => {
                 let recorded = match self.overlay.get(&p) {
                     Some(v) => *v,
-                    None => None,
+                    None => known,
                 };
                 if recorded.is_some_and(|e| e.stamp == stamp) {
                     return;
                 }
                 scan.paths.insert(p.clone());
-                self.settle.insert_quiet(p, Origin::Scan, Instant::now());
+                let quiet = !self.busy.contains(&p)
+                    && !self.settle.contains(&p)
+                    && self.settle.mtime_is_old(stamp.mtime_ns, SystemTime::now());
+                if quiet {
+                    // Settled long ago: decide now, on the scan's own stat, without a second
+                    // lstat and store lookup.
+                    self.settled_file(p, Origin::Scan, stamp, recorded);
+                } else {
+                    self.settle.insert_quiet(p, Origin::Scan, Instant::now());
+                }
             }
             ScanMsg::Done { files, unchanged } => {
                 scan.walk_done = true;
@@ -346,7 +383,7 @@ impl Engine {
     }
 
     fn walk_msg(&mut self, m: ScanMsg) {
-        if let ScanMsg::Found(p, stamp) = m {
+        if let ScanMsg::Found(p, stamp, _) = m {
             if self.busy.contains(&p) || self.known_stamp(&p).is_some_and(|e| e.stamp == stamp) {
                 return;
             }
@@ -388,9 +425,9 @@ impl Engine {
                 self.settle.defer(&path, now);
                 continue;
             }
-            let seen = observe(&path);
+            let (seen, stamp) = look(&path);
             if let Some(p) = self.settle.check(&path, seen, now, SystemTime::now()) {
-                self.settled(path, p, seen)?;
+                self.settled(path, p, seen, stamp)?;
             }
         }
         self.expire_limbo(now)?;
@@ -465,14 +502,29 @@ impl Engine {
     }
 
     fn finish_scan_if_done(&mut self) -> Result<(), EngineError> {
-        let done = self.scan.as_ref().is_some_and(|s| {
-            s.walk_done
-                && s.paths
-                    .iter()
-                    .all(|p| !self.busy.contains(p) && !self.settle.contains(p))
-        });
-        if !done {
+        let Some(scan) = self.scan.as_mut() else {
             return Ok(());
+        };
+        if !scan.walk_done {
+            return Ok(());
+        }
+        // Quick when the pipeline is idle; otherwise look through the scan's paths at most
+        // twice a second, so a big scan does not cost O(paths) on every turn of the loop.
+        let idle = self.settle.is_empty() && self.busy.is_empty();
+        if !idle {
+            if scan
+                .last_check
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+            {
+                return Ok(());
+            }
+            scan.last_check = Some(Instant::now());
+            let (busy, settle) = (&self.busy, &self.settle);
+            scan.paths
+                .retain(|p| busy.contains(p) || settle.contains(p));
+            if !scan.paths.is_empty() {
+                return Ok(());
+            }
         }
         let Some(scan) = self.scan.take() else {
             return Ok(());
@@ -523,6 +575,7 @@ impl Engine {
         path: PathBuf,
         pending: Pending,
         seen: Observed,
+        stamp: Option<Stamp>,
     ) -> Result<(), EngineError> {
         match seen {
             Observed::Missing => self.vanished(&path)?,
@@ -545,12 +598,8 @@ impl Engine {
                     }
                     return Ok(());
                 }
-                let stamp = match std::fs::symlink_metadata(&path) {
-                    Ok(m) => Stamp::from_metadata(&m),
-                    Err(_) => {
-                        self.settle.touch(path, pending.origin, Instant::now());
-                        return Ok(());
-                    }
+                let Some(stamp) = stamp else {
+                    return Ok(());
                 };
                 if let Some(from) = pending.old_path {
                     if let Some(old) = self.lookup(&from)? {
@@ -583,33 +632,33 @@ impl Engine {
                     }
                 }
                 let prior = self.lookup(&path)?;
-                if prior.is_some_and(|e| e.stamp == stamp) {
-                    return Ok(());
-                }
-                if prior.is_none() {
-                    if let Some((from, old)) = self.moved_from_limbo(&path, &stamp) {
-                        self.emit_move(
-                            from,
-                            path,
-                            Entry {
-                                stamp,
-                                digest: old.digest,
-                            },
-                        );
-                        return Ok(());
-                    }
-                }
-                self.queue_hash(
-                    path,
-                    HashWork {
-                        origin: pending.origin,
-                        prior,
-                        renamed_from: None,
-                    },
-                );
+                self.settled_file(path, pending.origin, stamp, prior);
             }
         }
         Ok(())
+    }
+
+    /// A settled regular file that is not a rename: unchanged, moved (from limbo), or hashed.
+    fn settled_file(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, prior: Option<Entry>) {
+        if prior.is_some_and(|e| e.stamp == stamp) {
+            return;
+        }
+        if prior.is_none() {
+            if let Some((from, old)) = self.moved_from_limbo(&path, &stamp) {
+                let entry = Entry {
+                    stamp,
+                    digest: old.digest,
+                };
+                self.emit_move(from, path, entry);
+                return;
+            }
+        }
+        let work = HashWork {
+            origin,
+            prior,
+            renamed_from: None,
+        };
+        self.queue_hash(path, work);
     }
 
     /// A path is gone: a file we reported is deleted (after a spell in limbo); a directory
@@ -975,16 +1024,22 @@ fn move_kind(from: &Path, to: &Path) -> EventType {
 
 /// `lstat` reduced to what settling needs.
 fn observe(path: &Path) -> Observed {
+    look(path).0
+}
+
+/// `lstat`, with the full stamp of a regular file.
+fn look(path: &Path) -> (Observed, Option<Stamp>) {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => {
             let s = Stamp::from_metadata(&m);
-            Observed::File {
+            let seen = Observed::File {
                 size: s.size,
                 mtime_ns: s.mtime_ns,
-            }
+            };
+            (seen, Some(s))
         }
-        Ok(m) if m.is_dir() => Observed::Dir,
-        Ok(_) => Observed::Other,
-        Err(_) => Observed::Missing,
+        Ok(m) if m.is_dir() => (Observed::Dir, None),
+        Ok(_) => (Observed::Other, None),
+        Err(_) => (Observed::Missing, None),
     }
 }

@@ -82,7 +82,7 @@ impl Filter {
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            return self.extensions.iter().any(|e| *e == ext);
+            return self.extensions.contains(&ext);
         }
         true
     }
@@ -96,9 +96,18 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// include, exclude, extensions, path, accepted?
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static str,
+        bool,
+    );
+
     #[test]
     fn cases() {
-        let table: &[(&[&str], &[&str], &[&str], &str, bool)] = &[
+        let table: &[Case] = &[
             (&[], &[], &[], "any/thing.bin", true),
             (&[], &[], &["mp3", ".FLAC"], "a/b.flac", true),
             (&[], &[], &["mp3"], "a/b.MP3", true),

@@ -62,8 +62,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         })
         .context("cannot start the hashing threads")?,
     );
+    // The publisher has its own token, cancelled only after the pipeline has drained, so
+    // outstanding confirms are still awaited during shutdown.
+    let publisher_cancel = CancellationToken::new();
     let sink = match sink_kind {
-        SinkKind::Amqp => anyhow::bail!("the amqp sink is not built yet; use --sink stdout"),
+        SinkKind::Amqp => {
+            let amqp = amqp_config(&cfg, &id.instance_id)?;
+            tracing::info!(
+                broker = %amqp.redacted(),
+                exchange = %amqp.exchange,
+                connection_name = %amqp.connection_name(),
+                window = amqp.window,
+                "publishing to RabbitMQ"
+            );
+            publisher::Sink::Amqp(publisher::AmqpPublisher::start(
+                amqp,
+                publisher_cancel.clone(),
+            ))
+        }
         SinkKind::Stdout | SinkKind::Auto => publisher::Sink::Stdout(publisher::StdoutSink::new()),
     };
     let sink = Arc::new(sink);
@@ -71,11 +87,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
 
-    let sink_health: http::SinkHealth = match &*sink {
-        publisher::Sink::Stdout(_) => Arc::new(|| (true, serde_json::json!({ "kind": "stdout" }))),
-        #[allow(unreachable_patterns)]
-        _ => Arc::new(|| (false, serde_json::json!({ "kind": "unknown" }))),
-    };
+    let health_sink = Arc::clone(&sink);
+    let sink_health: http::SinkHealth = Arc::new(move || match &*health_sink {
+        publisher::Sink::Amqp(p) => {
+            let st = p.status();
+            (
+                st.connected && !st.blocked,
+                serde_json::json!({
+                    "kind": "amqp",
+                    "connected": st.connected,
+                    "blocked": st.blocked,
+                    "in_flight": st.in_flight,
+                    "acked": st.acked,
+                    "nacked": st.nacked,
+                    "returned": st.returned,
+                    "reconnects": st.reconnects,
+                }),
+            )
+        }
+        _ => (true, serde_json::json!({ "kind": "stdout" })),
+    });
     if let Some(addr) = cfg.http_socket_addr() {
         let mut registry = prometheus_client::registry::Registry::default();
         stats.register(&mut registry);
@@ -147,9 +178,41 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         rescan,
         Arc::clone(&stats),
     );
-    engine.run(cancel).await?;
+    let result = engine.run(cancel).await;
+    publisher_cancel.cancel();
+    result?;
     tracing::info!(events = stats.events_total(), "file-watcher stopped");
     Ok(())
+}
+
+/// Builds the broker settings from AMQP_URL or the RABBITMQ_* settings.
+fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::AmqpConfig> {
+    let mut amqp = match &cfg.amqp_url {
+        Some(url) => publisher::AmqpConfig::from_url(url, instance_id)?,
+        None => {
+            let password = match &cfg.rabbitmq_pass_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                    .map_err(|e| config::ConfigError {
+                        setting: "RABBITMQ_PASS_FILE",
+                        problem: format!("{}: {e}", path.display()),
+                    })?,
+                None => cfg.rabbitmq_pass.clone(),
+            };
+            publisher::AmqpConfig::from_parts(
+                &cfg.rabbitmq_host,
+                cfg.rabbitmq_port,
+                &cfg.rabbitmq_user,
+                password,
+                &cfg.rabbitmq_vhost,
+                instance_id,
+            )?
+        }
+    };
+    amqp.exchange = cfg.exchange.clone();
+    amqp.watched_directory = cfg.data_dir.display().to_string();
+    amqp.window = cfg.publish_window as usize;
+    Ok(amqp)
 }
 
 fn spawn_signal_handler(cancel: CancellationToken) {

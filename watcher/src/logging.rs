@@ -107,7 +107,17 @@ pub fn init(level: LogLevel, format: LogFormat, instance_id: &str) {
         .with_target("watcher", ours)
         .with_target("file_watcher", ours)
         .with_target("publisher", ours)
-        .with_target("hasher", ours);
+        .with_target("hasher", ours)
+        // lapin logs every returned message and every closed connection; our publisher reports
+        // those itself, once per routing key and once per outage, so lapin speaks only at DEBUG.
+        .with_target(
+            "lapin",
+            if level == LogLevel::Debug {
+                ours
+            } else {
+                LevelFilter::OFF
+            },
+        );
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

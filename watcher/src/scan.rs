@@ -20,8 +20,9 @@ pub enum ScanMsg {
     /// Store entries whose file is gone (or no longer reported); candidates for deletion or for
     /// pairing with a new file of the same size and XXH128 (a move while we were down).
     Vanished(Vec<(PathBuf, Entry)>),
-    /// A regular file that is new or whose stamp differs from the store.
-    Found(PathBuf, Stamp),
+    /// A regular file that is new or whose stamp differs from the store, with the store's entry
+    /// as the scan saw it (saves the pipeline a second lookup).
+    Found(PathBuf, Stamp, Option<Entry>),
     /// The walk is over.
     Done {
         /// Regular files that matched the filter.
@@ -135,7 +136,7 @@ pub fn walk(
         if known.is_some_and(|k| k.stamp == stamp) {
             unchanged += 1;
         } else if tx
-            .blocking_send(ScanMsg::Found(path.to_path_buf(), stamp))
+            .blocking_send(ScanMsg::Found(path.to_path_buf(), stamp, known))
             .is_err()
         {
             return;

@@ -189,7 +189,8 @@ impl Settle {
         None
     }
 
-    fn mtime_is_old(&self, mtime_ns: i64, wall_now: SystemTime) -> bool {
+    /// Whether a file last modified at `mtime_ns` has been quiet for the settle delay.
+    pub fn mtime_is_old(&self, mtime_ns: i64, wall_now: SystemTime) -> bool {
         let now_ns = wall_now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));

@@ -1,0 +1,184 @@
+//! One live connection to the broker: named, with a confirm channel on which the exchange has
+//! been declared, and the single task that writes publishes to that channel.
+
+use std::sync::Arc;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
+    ExchangeKind, PublisherConfirm,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::AmqpConfig;
+use crate::error::SinkError;
+
+/// The AMQP reply code of `ACCESS_REFUSED`.
+const ACCESS_REFUSED: u16 = 403;
+
+/// The outcome of one publish: the broker's confirmation, or why there is none.
+pub(crate) type Reply = oneshot::Sender<lapin::Result<Confirmation>>;
+
+/// One publish, handed to the link's writer task.
+pub(crate) struct PublishRequest {
+    pub(crate) routing_key: &'static str,
+    pub(crate) body: Arc<[u8]>,
+    pub(crate) properties: BasicProperties,
+    /// Gets the broker's confirmation, or lapin's error. Dropped unanswered when the writer
+    /// stops: the caller treats that as a lost connection.
+    pub(crate) reply: Reply,
+}
+
+/// A connection that is ready for publishing.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// Increases with every connection, so a `deliver` that failed on one connection waits for
+    /// a newer one instead of retrying on the same broken one.
+    pub(crate) generation: u64,
+    pub(crate) connection: Connection,
+    pub(crate) channel: Channel,
+    /// The writer task's queue.
+    publish: mpsc::Sender<PublishRequest>,
+}
+
+impl Link {
+    /// Connects, opens a confirm channel and declares the exchange.
+    ///
+    /// # Errors
+    /// [`SinkError::AccessRefused`] for bad credentials, [`SinkError::Transport`] otherwise.
+    pub(crate) async fn open(config: &AmqpConfig, generation: u64) -> Result<Self, SinkError> {
+        let transport = |source: lapin::Error| classify(config, source);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(config.connection_name().into())
+            .with_client_property("instance_id".into(), config.instance_id.as_str().into())
+            .with_client_property(
+                "watched_directory".into(),
+                config.watched_directory.as_str().into(),
+            )
+            .with_client_property("product".into(), "file-watcher".into())
+            .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
+        let connection = Connection::connect_uri(config.uri(), properties)
+            .await
+            .map_err(transport)?;
+        let channel = connection.create_channel().await.map_err(transport)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(transport)?;
+        channel
+            .exchange_declare(
+                config.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(transport)?;
+
+        // Capacity `window`: at most that many `deliver` calls hold a permit, so the queue never
+        // makes a caller wait for long.
+        let (publish, requests) = mpsc::channel(config.window.max(1));
+        tokio::spawn(write_publishes(
+            channel.clone(),
+            config.exchange.as_str().into(),
+            requests,
+        ));
+        Ok(Self {
+            generation,
+            connection,
+            channel,
+            publish,
+        })
+    }
+
+    /// Whether lapin still considers both the connection and the channel usable.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    /// Queues one publish for the writer task.
+    ///
+    /// # Errors
+    /// Gives the request back when the writer has stopped (the connection is gone).
+    pub(crate) async fn publish(
+        &self,
+        request: PublishRequest,
+    ) -> Result<(), mpsc::error::SendError<PublishRequest>> {
+        self.publish.send(request).await
+    }
+}
+
+/// The only task that calls `basic_publish` on a channel. lapin numbers a publish for confirms
+/// (the delivery tag) before it queues the frames, so two tasks publishing at once on one
+/// channel could swap numbers, and a Nack would then be reported for the wrong message. One
+/// writer keeps the numbering and the wire order identical.
+///
+/// It also awaits the confirms, oldest first (the broker confirms in order, often many at once),
+/// and answers each caller once with the outcome. A caller is thus woken once per message, which
+/// matters on a small machine shared with the broker: thread wake-ups are most of the client's
+/// cost.
+async fn write_publishes(
+    channel: Channel,
+    exchange: ShortString,
+    mut requests: mpsc::Receiver<PublishRequest>,
+) {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
+    };
+    // Unbounded, but never longer than the callers' window: each entry is a caller waiting.
+    let (sent, mut unconfirmed) = mpsc::unbounded_channel::<(PublisherConfirm, Reply)>();
+    let publish = async move {
+        while let Some(request) = requests.recv().await {
+            if request.reply.is_closed() {
+                // The caller gave up (shutdown): do not send what nobody waits for.
+                continue;
+            }
+            match channel
+                .basic_publish(
+                    exchange.clone(),
+                    request.routing_key.into(),
+                    options,
+                    &request.body,
+                    request.properties,
+                )
+                .await
+            {
+                Ok(confirm) => {
+                    // The receiver lives in this same task until `sent` is dropped.
+                    let _ = sent.send((confirm, request.reply));
+                }
+                Err(e) => {
+                    let _ = request.reply.send(Err(e));
+                }
+            }
+        }
+    };
+    let confirm = async move {
+        while let Some((confirm, reply)) = unconfirmed.recv().await {
+            // A caller that left meanwhile (shutdown) does not need its answer.
+            let _ = reply.send(confirm.await);
+        }
+    };
+    tokio::join!(publish, confirm);
+}
+
+/// Tells a refused login apart from every other failure.
+fn classify(config: &AmqpConfig, source: lapin::Error) -> SinkError {
+    if let ErrorKind::ProtocolError(e) = source.kind() {
+        if e.get_id() == ACCESS_REFUSED {
+            return SinkError::AccessRefused {
+                url: config.redacted(),
+                reason: e.get_message().to_string(),
+            };
+        }
+    }
+    SinkError::Transport {
+        url: config.redacted(),
+        source,
+    }
+}

@@ -1,0 +1,546 @@
+//! The AMQP sink: a supervisor task that keeps one connection alive, and `deliver`, which
+//! publishes one message and returns only once the broker has acked it.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::BasicReturnMessage;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Confirmation, Event};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::backoff::Backoff;
+use super::config::AmqpConfig;
+use super::connection::{Link, PublishRequest};
+use super::status::{AmqpStatus, Counters};
+use crate::envelope::Message;
+use crate::error::SinkError;
+
+/// How long opening a connection (TCP, TLS, handshake, channel, exchange) may take in total.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a clean close may take before the connection is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A broker that nacks (a full queue with `reject-publish`) nacks every retry: log a sample.
+const NACK_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often the supervisor double-checks the connection besides lapin's events.
+const HEALTH_TICK: Duration = Duration::from_secs(1);
+
+/// Publishes envelopes to RabbitMQ with publisher confirms, reconnecting for ever.
+///
+/// [`AmqpPublisher::start`] returns at once and connects in the background: a broker that is
+/// down is waited for, with exponential backoff and jitter. [`AmqpPublisher::deliver`] returns
+/// `Ok` only once the broker acked the message; on a Nack or a lost connection it publishes the
+/// same message (same `message_id`) again until it is acked. Many `deliver` calls may run at once;
+/// up to [`AmqpConfig::window`] of them have a message on the wire, so confirms are pipelined.
+///
+/// Cloning is cheap and shares the connection.
+///
+/// ```no_run
+/// # async fn demo(msg: publisher::Message) -> Result<(), publisher::SinkError> {
+/// use publisher::{AmqpConfig, AmqpPublisher};
+/// use tokio_util::sync::CancellationToken;
+///
+/// let config = AmqpConfig::from_url("amqp://guest:guest@127.0.0.1:5672/%2f", "watcher-music")?;
+/// let stop = CancellationToken::new();
+/// let publisher = AmqpPublisher::start(config, stop.clone());
+/// publisher.deliver(&msg).await?; // the broker has the message now
+/// stop.cancel();
+/// publisher.closed().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AmqpPublisher {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: AmqpConfig,
+    /// Copied out of `config` for the many log lines that carry it.
+    instance_id: String,
+    /// The current connection, and whether the broker blocked it. `deliver` waits on this.
+    state: watch::Sender<LinkState>,
+    /// One permit per message on the wire: the window of unconfirmed messages.
+    window: Semaphore,
+    counters: Counters,
+    /// Routing keys whose returned messages were already logged: logged once, counted always.
+    returned_keys: Mutex<HashSet<String>>,
+    /// When a nack was last logged at warn level.
+    last_nack_log: Mutex<Option<tokio::time::Instant>>,
+    /// Set by a `deliver` whose publish failed: the generation it failed on.
+    broken_generation: AtomicU64,
+    /// Wakes the supervisor after `broken_generation` was set.
+    broken: Notify,
+    cancel: CancellationToken,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct LinkState {
+    link: Option<Arc<Link>>,
+    blocked: bool,
+}
+
+impl LinkState {
+    /// The link a publish may go to now: present, not blocked, not the one that just failed.
+    fn ready(&self, not_generation: u64) -> Option<Arc<Link>> {
+        match &self.link {
+            Some(link) if !self.blocked && link.generation != not_generation => {
+                Some(Arc::clone(link))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a connection newer than `generation` is in place.
+    fn replaced(&self, generation: u64) -> bool {
+        self.link
+            .as_ref()
+            .is_some_and(|l| l.generation > generation)
+    }
+}
+
+/// How one publish attempt ended.
+enum Attempt {
+    Acked(Option<Box<BasicReturnMessage>>),
+    Nacked,
+    /// The connection or channel failed before the confirm came.
+    Lost(Option<lapin::Error>),
+}
+
+impl AmqpPublisher {
+    /// Starts the connection supervisor and returns at once; the first connection is made in
+    /// the background.
+    ///
+    /// `cancel` is the hard stop: once it fires, waiting `deliver` calls return
+    /// [`SinkError::Closed`] (their messages may or may not have reached the broker) and the
+    /// connection is closed. To drain, stop feeding `deliver`, let the calls in flight return,
+    /// and cancel only then or at your drain deadline.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start(config: AmqpConfig, cancel: CancellationToken) -> Self {
+        let window = config.window.max(1);
+        let shared = Arc::new(Shared {
+            instance_id: config.instance_id.clone(),
+            config,
+            state: watch::Sender::new(LinkState::default()),
+            window: Semaphore::new(window),
+            counters: Counters::default(),
+            returned_keys: Mutex::new(HashSet::new()),
+            last_nack_log: Mutex::new(None),
+            broken_generation: AtomicU64::new(0),
+            broken: Notify::new(),
+            cancel,
+            supervisor: Mutex::new(None),
+        });
+        let task = tokio::spawn(supervise(Arc::clone(&shared)));
+        *lock(&shared.supervisor) = Some(task);
+        Self { shared }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.shared.config
+    }
+
+    /// Publishes one message and waits for the broker's Ack.
+    ///
+    /// Routing key `msg.routing_key()`, `mandatory`, persistent, with the contract's
+    /// properties. While the broker is unreachable or has blocked the connection, this waits. A
+    /// Nack or a connection lost before the confirm leads to the same message being published
+    /// again, with the same `message_id`.
+    ///
+    /// # Errors
+    /// [`SinkError::Closed`] once the cancel token has fired; [`SinkError::Encode`] if the
+    /// envelope cannot be serialised. Broker and network trouble is retried, never returned.
+    pub async fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
+        let shared = &*self.shared;
+        let body: Arc<[u8]> = msg.to_json()?.into();
+        let properties = properties(msg);
+        let _permit = tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => return Err(SinkError::Closed),
+            permit = shared.window.acquire() => permit.map_err(|_| SinkError::Closed)?,
+        };
+
+        let mut failed_generation = 0;
+        let mut first = true;
+        loop {
+            let link = self.ready_link(failed_generation).await?;
+            Counters::bump(&shared.counters.published);
+            if !first {
+                Counters::bump(&shared.counters.republished);
+            }
+            first = false;
+            match self
+                .attempt(&link, msg.routing_key(), &body, properties.clone())
+                .await?
+            {
+                Attempt::Acked(returned) => {
+                    Counters::bump(&shared.counters.acked);
+                    if let Some(returned) = returned {
+                        self.note_returned(&returned);
+                    }
+                    return Ok(());
+                }
+                Attempt::Nacked => {
+                    Counters::bump(&shared.counters.nacked);
+                    let error = SinkError::Nacked {
+                        message_id: msg.message_id.clone(),
+                    };
+                    if self.nack_log_due() {
+                        warn!(
+                            instance_id = %shared.instance_id,
+                            %error,
+                            nacked_total = shared.counters.nacked.load(Ordering::Relaxed),
+                            "publishing it again (nacks are logged at most every {} s; all are \
+                             counted)",
+                            NACK_LOG_EVERY.as_secs()
+                        );
+                    } else {
+                        debug!(instance_id = %shared.instance_id, %error, "publishing it again");
+                    }
+                    // A nack means the broker is in trouble: give it a moment.
+                    self.pause(shared.config.backoff_initial).await?;
+                }
+                Attempt::Lost(source) => {
+                    debug!(
+                        instance_id = %shared.instance_id,
+                        message_id = %msg.message_id,
+                        generation = link.generation,
+                        error = source.as_ref().map(tracing::field::display),
+                        "connection lost before the confirm; will publish again after reconnect"
+                    );
+                    failed_generation = link.generation;
+                    shared
+                        .broken_generation
+                        .store(link.generation, Ordering::Relaxed);
+                    shared.broken.notify_one();
+                }
+            }
+        }
+    }
+
+    /// One publish and its confirm.
+    async fn attempt(
+        &self,
+        link: &Link,
+        routing_key: &'static str,
+        body: &Arc<[u8]>,
+        properties: BasicProperties,
+    ) -> Result<Attempt, SinkError> {
+        let (reply, answer) = oneshot::channel();
+        let request = PublishRequest {
+            routing_key,
+            body: Arc::clone(body),
+            properties,
+            reply,
+        };
+        let publish_and_confirm = async {
+            if link.publish(request).await.is_err() {
+                return Attempt::Lost(None);
+            }
+            match answer.await {
+                Ok(Ok(Confirmation::Ack(returned))) => Attempt::Acked(returned.map(Box::new)),
+                Ok(Ok(Confirmation::Nack(_))) => Attempt::Nacked,
+                // Confirms are always selected on our channel; anything else means a broken
+                // channel, never a success.
+                Ok(Ok(Confirmation::NotRequested)) => Attempt::Lost(None),
+                Ok(Err(e)) => Attempt::Lost(Some(e)),
+                Err(_writer_gone) => Attempt::Lost(None),
+            }
+        };
+        Ok(self
+            .until_closed_or_replaced(link.generation, publish_and_confirm)
+            .await?
+            .unwrap_or(Attempt::Lost(None)))
+    }
+
+    /// Runs `fut` until it ends, the cancel token fires (`Err(Closed)`), or a connection newer
+    /// than `generation` is in place (`Ok(None)`): lapin fails what was pending on a dead
+    /// connection, and this makes sure a confirm that would never come cannot hang a caller.
+    async fn until_closed_or_replaced<F: Future>(
+        &self,
+        generation: u64,
+        fut: F,
+    ) -> Result<Option<F::Output>, SinkError> {
+        let shared = &*self.shared;
+        let mut state = shared.state.subscribe();
+        tokio::select! {
+            biased;
+            out = fut => Ok(Some(out)),
+            () = shared.cancel.cancelled() => Err(SinkError::Closed),
+            _ = state.wait_for(|s| s.replaced(generation)) => Ok(None),
+        }
+    }
+
+    /// Waits for a connection that is up, not blocked, and not `not_generation`.
+    async fn ready_link(&self, not_generation: u64) -> Result<Arc<Link>, SinkError> {
+        let shared = &*self.shared;
+        if let Some(link) = shared.state.borrow().ready(not_generation) {
+            return Ok(link);
+        }
+        let mut state = shared.state.subscribe();
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => Err(SinkError::Closed),
+            ready = state.wait_for(|s| s.ready(not_generation).is_some()) => ready
+                .ok()
+                .and_then(|s| s.ready(not_generation))
+                .ok_or(SinkError::Closed),
+        }
+    }
+
+    async fn pause(&self, d: Duration) -> Result<(), SinkError> {
+        tokio::select! {
+            () = self.shared.cancel.cancelled() => Err(SinkError::Closed),
+            () = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// Whether this nack gets a warn line: the first one, then one per [`NACK_LOG_EVERY`].
+    fn nack_log_due(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = lock(&self.shared.last_nack_log);
+        match *last {
+            Some(t) if now.duration_since(t) < NACK_LOG_EVERY => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Counts a returned (unroutable) message, and logs the first one per routing key.
+    fn note_returned(&self, returned: &BasicReturnMessage) {
+        let shared = &*self.shared;
+        Counters::bump(&shared.counters.returned);
+        let key = returned.delivery.routing_key.as_str();
+        let first = lock(&shared.returned_keys).insert(key.to_owned());
+        if first {
+            warn!(
+                instance_id = %shared.instance_id,
+                exchange = %returned.delivery.exchange,
+                routing_key = %key,
+                reply_code = returned.reply_code,
+                reply_text = %returned.reply_text,
+                "RabbitMQ returned an unroutable message: no queue is bound for this routing key \
+                 (logged once per routing key; every one is counted as returned)"
+            );
+        }
+    }
+
+    /// Whether a connection with a confirm channel is in place.
+    pub fn is_connected(&self) -> bool {
+        self.shared.state.borrow().link.is_some()
+    }
+
+    /// Whether the broker has blocked the connection (memory or disk alarm). Publishing waits
+    /// until it unblocks.
+    pub fn is_blocked(&self) -> bool {
+        self.shared.state.borrow().blocked
+    }
+
+    /// A snapshot of the state and counters, cheap enough for every health check.
+    pub fn status(&self) -> AmqpStatus {
+        let shared = &*self.shared;
+        let (connected, blocked) = {
+            let s = shared.state.borrow();
+            (s.link.is_some(), s.blocked)
+        };
+        let window = shared.config.window.max(1);
+        let in_flight = window.saturating_sub(shared.window.available_permits()) as u64;
+        shared.counters.snapshot(connected, blocked, in_flight)
+    }
+
+    /// Waits until the supervisor has stopped and closed the connection, after the cancel
+    /// token fired. Returns at once if another caller already waited for it.
+    pub async fn closed(&self) {
+        let task = lock(&self.shared.supervisor).take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                error!(instance_id = %self.shared.instance_id, error = %e, "AMQP supervisor failed");
+            }
+        }
+    }
+}
+
+/// The contract's message properties. The timestamp is the event's own, so a republished
+/// message is identical to the first copy.
+fn properties(msg: &Message) -> BasicProperties {
+    let envelope = &msg.envelope;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "instance_id".into(),
+        AMQPValue::LongString(LongString::from(envelope.instance_id.as_str())),
+    );
+    headers.insert(
+        "event_type".into(),
+        AMQPValue::LongString(LongString::from(envelope.event_type.as_str())),
+    );
+    let timestamp = chrono::DateTime::parse_from_rfc3339(&envelope.timestamp)
+        .map(|t| t.timestamp())
+        .unwrap_or_else(|_| chrono::Utc::now().timestamp());
+    BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2)
+        .with_message_id(ShortString::from(msg.message_id.as_str()))
+        .with_correlation_id(ShortString::from(envelope.correlation_id.as_str()))
+        .with_timestamp(u64::try_from(timestamp).unwrap_or(0))
+        .with_app_id(ShortString::from("file-watcher"))
+        .with_headers(headers)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data stays valid even if a holder panicked.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps one connection alive until the cancel token fires.
+async fn supervise(shared: Arc<Shared>) {
+    let config = &shared.config;
+    let url = config.redacted();
+    let instance_id = shared.instance_id.as_str();
+    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut generation = 0u64;
+    let mut attempt = 0u64;
+    let mut connected_before = false;
+    while !shared.cancel.is_cancelled() {
+        generation += 1;
+        attempt += 1;
+        let opened = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(config, generation)) => opened,
+        };
+        let delay = match opened {
+            Ok(Ok(link)) => {
+                if connected_before {
+                    Counters::bump(&shared.counters.reconnects);
+                }
+                connected_before = true;
+                info!(
+                    instance_id,
+                    url = %url,
+                    connection_name = %config.connection_name(),
+                    exchange = %config.exchange,
+                    attempt,
+                    "connected to RabbitMQ"
+                );
+                attempt = 0;
+                backoff.reset();
+                let reason = run_link(&shared, Arc::new(link)).await;
+                let Some(reason) = reason else { break };
+                warn!(instance_id, url = %url, reason = %reason, "lost the RabbitMQ connection; reconnecting");
+                backoff.next_delay(fastrand::f64())
+            }
+            Ok(Err(error @ SinkError::AccessRefused { .. })) => {
+                Counters::bump(&shared.counters.connect_failures);
+                let delay = backoff.slow_delay(fastrand::f64());
+                error!(
+                    instance_id,
+                    url = %url,
+                    attempt,
+                    retry_in_s = delay.as_secs_f64(),
+                    "{error}"
+                );
+                delay
+            }
+            Ok(Err(error)) => {
+                Counters::bump(&shared.counters.connect_failures);
+                let delay = backoff.next_delay(fastrand::f64());
+                warn!(
+                    instance_id,
+                    url = %url,
+                    attempt,
+                    retry_in_s = delay.as_secs_f64(),
+                    error = %error,
+                    "cannot connect to RabbitMQ; will retry"
+                );
+                delay
+            }
+            Err(_elapsed) => {
+                Counters::bump(&shared.counters.connect_failures);
+                let delay = backoff.next_delay(fastrand::f64());
+                warn!(
+                    instance_id,
+                    url = %url,
+                    attempt,
+                    retry_in_s = delay.as_secs_f64(),
+                    timeout_s = OPEN_TIMEOUT.as_secs(),
+                    "cannot connect to RabbitMQ: timed out; will retry"
+                );
+                delay
+            }
+        };
+        tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    shared.state.send_replace(LinkState::default());
+    info!(instance_id, "AMQP publisher stopped");
+}
+
+/// Serves one connection: installs it for `deliver`, follows blocked/unblocked and errors, and
+/// returns why it ended, or `None` on cancel. The connection is closed on return.
+async fn run_link(shared: &Shared, link: Arc<Link>) -> Option<String> {
+    let instance_id = shared.instance_id.as_str();
+    let mut events = pin!(link.connection.events_listener());
+    let blocked = link.connection.status().blocked();
+    shared.state.send_replace(LinkState {
+        link: Some(Arc::clone(&link)),
+        blocked,
+    });
+    let mut tick = tokio::time::interval(HEALTH_TICK);
+    let reason = loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => break None,
+            event = events.next() => match event {
+                Some(Event::ConnectionBlocked(reason)) => {
+                    warn!(instance_id, reason = %reason, "RabbitMQ blocked the connection (resource alarm); publishing paused");
+                    shared.state.send_modify(|s| s.blocked = true);
+                }
+                Some(Event::ConnectionUnblocked) => {
+                    info!(instance_id, "RabbitMQ unblocked the connection; publishing resumed");
+                    shared.state.send_modify(|s| s.blocked = false);
+                }
+                Some(Event::Error(e)) => break Some(e.to_string()),
+                Some(_) => {}
+                None => break Some("the connection's event stream ended".into()),
+            },
+            () = shared.broken.notified() => {
+                if shared.broken_generation.load(Ordering::Relaxed) == link.generation {
+                    break Some("a publish failed on it".into());
+                }
+            }
+            _ = tick.tick() => {
+                if !link.is_healthy() {
+                    break Some("the connection or its channel is no longer open".into());
+                }
+            }
+        }
+    };
+    // Take it away from `deliver` first, so nothing new goes to a closing connection.
+    shared.state.send_replace(LinkState::default());
+    if link.connection.status().connected() {
+        let close = link
+            .connection
+            .close(200, ShortString::from("file-watcher closing"));
+        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+            debug!(
+                instance_id,
+                "the connection did not close in time; dropping it"
+            );
+        }
+    }
+    reason
+}

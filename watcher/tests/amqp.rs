@@ -1,0 +1,271 @@
+//! The watcher publishing to a real RabbitMQ, including through a broker restart and a broker
+//! that is down at start-up. The tests in this binary run one at a time: two of them stop the
+//! broker, and every one of them restores it when it ends, failed or not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod broker;
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use broker::*;
+use common::*;
+use lapin::types::AMQPValue;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn amqp_command(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    exchange: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut cmd = command(
+        data,
+        state,
+        &[
+            "--sink",
+            "amqp",
+            "--exchange",
+            exchange,
+            "--log-level",
+            "INFO",
+        ],
+    );
+    cmd.args(extra).env("AMQP_URL", amqp_url());
+    cmd
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn header(d: &lapin::message::Delivery, key: &str) -> Option<String> {
+    let headers = d.properties.headers().as_ref()?;
+    match headers.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn once_publishes_every_file_with_the_contract_properties() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = runtime();
+    let (_keep, data, state) = dirs();
+    for i in 0..50 {
+        std::fs::write(data.join(format!("track{i:02}.mp3")), format!("audio {i}")).unwrap();
+    }
+    let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
+    let admin = rt.block_on(Admin::connect());
+    rt.block_on(admin.setup(&exchange, &queue));
+
+    let out = amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--once", "--settle-delay", "1ms"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "the amqp sink must not print envelopes"
+    );
+
+    let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(20), |g| g.len() >= 50));
+    assert_eq!(got.len(), 50);
+    for d in &got {
+        let e = body(d);
+        assert_eq!(d.routing_key.as_str(), "file.discovered");
+        assert_eq!(e["event_type"], "file_discovered");
+        assert_eq!(e["instance_id"], "test-watcher");
+        assert_eq!(e["watched_directory"], data.to_str().unwrap());
+        let p = std::path::PathBuf::from(e["file_info"]["path"].as_str().unwrap());
+        assert_eq!(
+            e["file_info"]["sha256_hash"],
+            tool_digest("sha256sum", &[], &p)
+        );
+        let props = &d.properties;
+        assert_eq!(
+            props.content_type().as_ref().unwrap().as_str(),
+            "application/json"
+        );
+        assert_eq!(*props.delivery_mode(), Some(2));
+        assert_eq!(props.app_id().as_ref().unwrap().as_str(), "file-watcher");
+        assert_eq!(
+            props.correlation_id().as_ref().unwrap().as_str(),
+            e["correlation_id"].as_str().unwrap()
+        );
+        assert!(props.message_id().is_some());
+        assert!(props.timestamp().is_some());
+        assert_eq!(header(d, "instance_id").as_deref(), Some("test-watcher"));
+        assert_eq!(header(d, "event_type").as_deref(), Some("file_discovered"));
+    }
+    rt.block_on(admin.cleanup(&exchange, &queue));
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _restore = RestoreBroker;
+    let rt = runtime();
+    let (_keep, data, state) = dirs();
+    let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
+    let admin = rt.block_on(Admin::connect());
+    rt.block_on(admin.setup(&exchange, &queue));
+
+    let w = Watcher::spawn(amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--settle-delay", "200ms"],
+    ));
+    w.wait_ready();
+    const N: usize = 5_000;
+    let writer_dir = data.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..N {
+            std::fs::write(writer_dir.join(format!("f{i:05}.dat")), format!("file {i}")).unwrap();
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    rabbitmqctl(&["stop_app"]);
+    std::thread::sleep(Duration::from_secs(2));
+    rabbitmqctl(&["start_app"]);
+    writer.join().unwrap();
+
+    let admin = rt.block_on(Admin::connect());
+    let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(90), |g| {
+        g.iter()
+            .map(|d| body(d)["file_info"]["path"].as_str().unwrap().to_owned())
+            .collect::<HashSet<_>>()
+            .len()
+            >= N
+    }));
+    let mut by_path: HashMap<String, HashSet<String>> = HashMap::new();
+    for d in &got {
+        let path = body(d)["file_info"]["path"].as_str().unwrap().to_owned();
+        by_path
+            .entry(path)
+            .or_default()
+            .insert(d.properties.message_id().as_ref().unwrap().to_string());
+    }
+    assert_eq!(
+        by_path.len(),
+        N,
+        "missing files after the restart; log:\n{}",
+        w.stderr_text()
+    );
+    assert!(
+        by_path.values().all(|ids| ids.len() == 1),
+        "a duplicate carried a different message_id"
+    );
+    let log = w.stderr_text();
+    assert!(log.contains("connected to RabbitMQ"), "{log}");
+    let (status, _) = w.stop();
+    assert!(status.success());
+    rt.block_on(admin.cleanup(&exchange, &queue));
+}
+
+#[test]
+fn broker_down_at_start_then_up_ten_seconds_later() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _restore = RestoreBroker;
+    let rt = runtime();
+    let (_keep, data, state) = dirs();
+    for i in 0..100 {
+        std::fs::write(data.join(format!("{i}.flac")), format!("{i}")).unwrap();
+    }
+    let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
+    {
+        let admin = rt.block_on(Admin::connect());
+        rt.block_on(admin.setup(&exchange, &queue));
+    }
+    rabbitmqctl(&["stop_app"]);
+    let mut child = amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--once", "--settle-delay", "1ms"],
+    )
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the watcher gave up while the broker was down"
+    );
+    rabbitmqctl(&["start_app"]);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the watcher never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("retry") || stderr.contains("Retry") || stderr.contains("cannot connect"),
+        "{stderr}"
+    );
+    let admin = rt.block_on(Admin::connect());
+    let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(20), |g| g.len() >= 100));
+    let paths: HashSet<_> = got
+        .iter()
+        .map(|d| body(d)["file_info"]["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths.len(), 100);
+    rt.block_on(admin.cleanup(&exchange, &queue));
+}
+
+#[test]
+fn wrong_password_is_reported_clearly_and_never_printed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (_keep, data, state) = dirs();
+    let secret = "Sup3r-Secret-Passw0rd";
+    let mut cmd = command(
+        &data,
+        state.path(),
+        &["--sink", "amqp", "--log-level", "INFO"],
+    );
+    cmd.env_remove("AMQP_URL")
+        .env("RABBITMQ_HOST", "127.0.0.1")
+        .env("RABBITMQ_USER", "guest")
+        .env("RABBITMQ_PASS", secret);
+    let w = Watcher::spawn(cmd);
+    let line = w.wait_log("refused the login (ACCESS_REFUSED)");
+    assert!(
+        line.contains("guest"),
+        "the line should say which user was refused: {line}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(w.events.try_recv().is_err());
+    let (status, log) = w.stop();
+    assert!(status.success(), "it should still shut down cleanly: {log}");
+    assert!(
+        !log.contains(secret),
+        "the password leaked into the log:\n{log}"
+    );
+}
