@@ -355,6 +355,7 @@ impl Engine {
                 }
             }
             ScanMsg::Found(p, stamp, known) => {
+                // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
                 let recorded = match self.overlay.get(&p) {
                     Some(v) => *v,
                     None => known,
@@ -384,14 +385,15 @@ impl Engine {
 
     fn walk_msg(&mut self, m: ScanMsg) {
         if let ScanMsg::Found(p, stamp, _) = m {
-            if self.busy.contains(&p) || self.known_stamp(&p).is_some_and(|e| e.stamp == stamp) {
+            if self.busy.contains(&p) || self.uncommitted(&p).is_some_and(|e| e.stamp == stamp) {
                 return;
             }
             self.settle.insert_quiet(p, Origin::Live, Instant::now());
         }
     }
 
-    fn known_stamp(&self, p: &Path) -> Option<Entry> {
+    /// The entry accepted for `p` but not yet committed, if any.
+    fn uncommitted(&self, p: &Path) -> Option<Entry> {
         match self.overlay.get(p) {
             Some(v) => *v,
             None => None,

@@ -61,8 +61,8 @@ pub enum HintError {
     },
 }
 
-/// Converts one notify event to changes. Returns `None` for events that say nothing about
-/// content (opens, reads, metadata-only access).
+/// Converts one notify event to changes: none for events that say nothing about content
+/// (opens, reads), a rescan request for an overflow.
 pub fn convert(event: &notify::Event) -> Vec<Change> {
     if event.need_rescan() {
         return vec![Change::Rescan("the kernel's event queue overflowed")];

@@ -88,6 +88,7 @@ pub fn walk(
     let started = Instant::now();
     let mut last_log = Instant::now();
     let (mut files, mut unchanged, mut errors) = (0u64, 0u64, 0u64);
+    let mut reader = None;
     for item in walkdir::WalkDir::new(start).follow_links(false) {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -126,7 +127,15 @@ pub fn walk(
         };
         files += 1;
         let stamp = Stamp::from_metadata(&meta);
-        let known = match store.get(path) {
+        // One read transaction per batch of files, not one per file.
+        if reader.is_none() || files % 4096 == 0 {
+            reader = store.reader().ok();
+        }
+        let looked_up = match &reader {
+            Some(r) => r.get(path),
+            None => store.get(path),
+        };
+        let known = match looked_up {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "state store read failed during scan");

@@ -89,6 +89,31 @@ pub enum StoreError {
     },
 }
 
+/// A read snapshot of the store; see [`Store::reader`].
+pub struct Reader<'a> {
+    store: &'a Store,
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("store", &self.store.path)
+            .finish()
+    }
+}
+
+impl Reader<'_> {
+    /// The entry for `path` in this snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn get(&self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        let value = self.table.get(key(path)).map_err(|e| self.store.err(e))?;
+        Ok(value.and_then(|v| Entry::decode(v.value())))
+    }
+}
+
 /// The redb database of reported files.
 pub struct Store {
     db: Database,
@@ -142,6 +167,17 @@ impl Store {
         let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
         let value = table.get(key(path)).map_err(|e| self.err(e))?;
         Ok(value.and_then(|v| Entry::decode(v.value())))
+    }
+
+    /// A read snapshot for many lookups in a row (a scan): one transaction instead of one per
+    /// lookup. It does not see later commits, so take a fresh one now and then.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
+        Ok(Reader { store: self, table })
     }
 
     /// Applies a batch of changes in one transaction: 100,000 puts commit in one fsync.
