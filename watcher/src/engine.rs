@@ -104,6 +104,9 @@ pub struct Engine {
     overlay: HashMap<PathBuf, Option<Entry>>,
     ops: Vec<Op>,
     last_flush: Instant,
+    /// When the store was last fsynced, and whether non-durable commits came after.
+    last_sync: Instant,
+    unsynced: bool,
     settle: Settle,
     busy: HashSet<PathBuf>,
     pool: Arc<HashPool>,
@@ -173,6 +176,8 @@ impl Engine {
             overlay: HashMap::new(),
             ops: Vec::new(),
             last_flush: Instant::now(),
+            last_sync: Instant::now(),
+            unsynced: false,
             busy: HashSet::new(),
             pool,
             hashing: HashMap::new(),
@@ -436,12 +441,15 @@ impl Engine {
         self.start_hashes();
         self.start_deliveries();
         self.finish_scan_if_done()?;
-        // Each commit is an fsync: batch them, by count or age, or once everything is quiet.
+        // Commit in batches, by count or age, or once everything is quiet; fsync at most every
+        // two seconds while busy.
+        let idle = self.is_idle();
         if self.ops.len() >= 8192
             || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(500))
-            || (!self.ops.is_empty() && self.is_idle())
+            || (idle && (!self.ops.is_empty() || self.unsynced))
         {
-            self.flush()?;
+            let durable = idle || self.last_sync.elapsed() >= Duration::from_secs(2);
+            self.commit(durable)?;
         }
         self.stats.pending.set(self.settle.len() as i64);
         self.progress();
@@ -1003,14 +1011,29 @@ impl Engine {
         }
     }
 
+    /// Commits everything accepted so far, durably.
     fn flush(&mut self) -> Result<(), EngineError> {
-        if self.ops.is_empty() {
+        self.commit(true)
+    }
+
+    /// Commits the accepted store changes. A non-durable commit skips the fsync; the next
+    /// durable one (at least every two seconds, and whenever the pipeline is idle or stops)
+    /// takes it to disk.
+    fn commit(&mut self, durable: bool) -> Result<(), EngineError> {
+        if self.ops.is_empty() && !(durable && self.unsynced) {
             return Ok(());
         }
         let ops = std::mem::take(&mut self.ops);
-        tokio::task::block_in_place(|| self.store.apply(&ops))?;
+        tokio::task::block_in_place(|| self.store.apply_with(&ops, durable))?;
         self.overlay.clear();
-        self.last_flush = Instant::now();
+        let now = Instant::now();
+        self.last_flush = now;
+        if durable {
+            self.unsynced = false;
+            self.last_sync = now;
+        } else {
+            self.unsynced = true;
+        }
         Ok(())
     }
 }

@@ -180,12 +180,27 @@ impl Store {
         Ok(Reader { store: self, table })
     }
 
-    /// Applies a batch of changes in one transaction: 100,000 puts commit in one fsync.
+    /// Applies a batch of changes in one durable transaction: 100,000 puts commit in one fsync.
     ///
     /// # Errors
     /// [`StoreError::Db`] if the transaction fails; then none of the batch is applied.
     pub fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.apply_with(ops, true)
+    }
+
+    /// Applies a batch in one transaction. When `durable` is false there is no fsync: the batch
+    /// is visible at once but reaches the disk with the next durable commit. Losing it in a crash
+    /// only means its events are sent again (with the same `message_id`), never that one is
+    /// lost, because entries are written only after the sink accepted their events.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if the transaction fails; then none of the batch is applied.
+    pub fn apply_with(&self, ops: &[Op], durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.err(e))?;
+        }
         {
             let mut table = txn.open_table(FILES).map_err(|e| self.err(e))?;
             for op in ops {
@@ -331,6 +346,22 @@ mod tests {
         assert_eq!(store.get(Path::new("/d/a")).unwrap(), None);
         assert_eq!(store.get(Path::new("/d/b")).unwrap(), Some(entry(2)));
         assert_eq!(store.len().unwrap(), 1);
+    }
+
+    #[test]
+    fn non_durable_batches_are_visible_at_once_and_kept_by_the_next_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .apply_with(&[Op::Put("/d/fast".into(), entry(7))], false)
+                .unwrap();
+            assert_eq!(store.get(Path::new("/d/fast")).unwrap(), Some(entry(7)));
+            // An empty durable commit takes the earlier non-durable one to disk.
+            store.apply_with(&[], true).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get(Path::new("/d/fast")).unwrap(), Some(entry(7)));
     }
 
     #[test]
