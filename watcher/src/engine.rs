@@ -288,6 +288,20 @@ impl Engine {
         flushed
     }
 
+    /// Work past the settle stage (waiting to hash, hashed and waiting for the sink) is at its
+    /// bound.
+    fn backlogged(&self) -> bool {
+        self.backlog() >= self.backlog_limit()
+    }
+
+    fn backlog(&self) -> usize {
+        self.hash_queue.len() + self.outbox.len()
+    }
+
+    fn backlog_limit(&self) -> usize {
+        2 * self.cfg.window.max(256)
+    }
+
     fn is_idle(&self) -> bool {
         self.limbo.is_empty()
             && self.settle.is_empty()
@@ -369,7 +383,9 @@ impl Engine {
                     return;
                 }
                 scan.paths.insert(p.clone());
-                let quiet = !self.busy.contains(&p)
+                let backlogged = self.backlogged();
+                let quiet = !backlogged
+                    && !self.busy.contains(&p)
                     && !self.settle.contains(&p)
                     && self.settle.mtime_is_old(stamp.mtime_ns, SystemTime::now());
                 if quiet {
@@ -427,7 +443,11 @@ impl Engine {
         if self.scan_owed && self.scan.is_none() && !(self.cfg.once && self.scans_run > 0) {
             self.start_scan();
         }
-        for path in self.settle.due(now, 2048) {
+        // While the sink is slow or away (a broker outage), stop taking settled paths: they wait
+        // in the settle set, coalesced per path and bounded, instead of piling up as messages.
+        let room = self.backlog_limit().saturating_sub(self.backlog());
+        let due = self.settle.due(now, room.min(2048));
+        for path in due {
             if self.busy.contains(&path) {
                 self.settle.defer(&path, now);
                 continue;

@@ -81,3 +81,61 @@ fn bad_http_addr_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP_ADDR"));
 }
+
+#[test]
+fn unreachable_broker_holds_work_in_the_settle_set_not_in_memory() {
+    // Nothing listens on port 1: every connection attempt fails at once, and nothing is ever
+    // confirmed. The work past the settle stage must stop at its bound (2 x max(window, 256)
+    // plus what the hashing pool holds), and the rest wait as pending paths.
+    let (_keep, data, state) = dirs();
+    for i in 0..3_000 {
+        std::fs::write(data.join(format!("f{i:04}.bin")), format!("{i}")).unwrap();
+    }
+    let port = free_port();
+    let mut cmd = command(
+        &data,
+        state.path(),
+        &[
+            "--sink",
+            "amqp",
+            "--shutdown-timeout",
+            "1s",
+            "--publish-window",
+            "10",
+            "--settle-delay",
+            "1ms",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+    let w = Watcher::spawn(cmd);
+    w.wait_log("cannot connect to RabbitMQ");
+    let deadline = Instant::now() + WAIT;
+    let (pending, in_flight) = loop {
+        let (code, body) = get(port, "/health");
+        assert_eq!(code, 503, "not ready without a broker: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (p, f) = (
+            v["pending_paths"].as_i64().unwrap(),
+            v["in_flight_events"].as_i64().unwrap(),
+        );
+        if p + f >= 2_000 || Instant::now() > deadline {
+            break (p, f);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The bound, the pool's capacity, and the window of messages handed to the publisher.
+    assert!(
+        in_flight <= 512 + 256 + 10,
+        "{in_flight} events held in memory"
+    );
+    assert!(pending >= 3_000 - 512 - 256 - 256, "{pending} pending");
+    assert!(!v_ready(port));
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+}
+
+fn v_ready(port: u16) -> bool {
+    get(port, "/health/ready").0 == 200
+}
