@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub filter: Filter,
     /// Exit once the initial scan is reported.
     pub once: bool,
+    /// Changes are found by polling scans (WATCH_MODE=poll, or the fallback).
+    pub polling: bool,
     /// Most messages handed to the sink and not yet accepted.
     pub window: usize,
     /// Most paths pending in the settle set before hints are held back.
@@ -383,6 +385,13 @@ impl Engine {
                     return;
                 }
                 scan.paths.insert(p.clone());
+                // In poll mode the scans after the first are the live watcher: what they find
+                // new was created, not discovered.
+                let origin = if self.cfg.polling && !scan.initial {
+                    Origin::Live
+                } else {
+                    Origin::Scan
+                };
                 let backlogged = self.backlogged();
                 let quiet = !backlogged
                     && !self.busy.contains(&p)
@@ -391,9 +400,9 @@ impl Engine {
                 if quiet {
                     // Settled long ago: decide now, on the scan's own stat, without a second
                     // lstat and store lookup.
-                    self.settled_file(p, Origin::Scan, stamp, recorded);
+                    self.settled_file(p, origin, stamp, recorded);
                 } else {
-                    self.settle.insert_quiet(p, Origin::Scan, Instant::now());
+                    self.settle.insert_quiet(p, origin, Instant::now());
                 }
             }
             ScanMsg::Done { files, unchanged } => {
@@ -871,7 +880,7 @@ impl Engine {
             self.emit(EventType::FileModified, path, None, &entry, ops);
             return;
         }
-        if work.origin == Origin::Scan {
+        if self.scan.is_some() {
             if let Some(from) = self.take_vanished(&entry) {
                 self.emit_move(from, path, entry);
                 return;

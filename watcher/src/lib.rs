@@ -127,12 +127,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue);
     let rescan = Arc::new(hints::RescanFlag::default());
     let mut rescan_every = cfg.reconcile_interval;
+    let mut polling = false;
     let _watcher = if cfg.once {
         None
     } else {
         match cfg.watch_mode {
             WatchMode::Poll => {
                 rescan_every = cfg.poll_interval;
+                polling = true;
                 tracing::info!(
                     interval_ms = cfg.poll_interval.as_millis() as u64,
                     "polling for changes"
@@ -150,6 +152,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     Err(e @ hints::HintError::WatchLimit { .. }) => {
                         tracing::warn!(error = %e, interval_ms = cfg.poll_interval.as_millis() as u64, "falling back to polling");
                         rescan_every = cfg.poll_interval;
+                        polling = true;
                         None
                     }
                     Err(e) => return Err(e.into()),
@@ -166,6 +169,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             filter: filter::Filter::new(&cfg.include, &cfg.exclude, &cfg.extensions)
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?,
             once: cfg.once,
+            polling,
             window: cfg.publish_window as usize,
             max_pending: 200_000,
             rescan_every,

@@ -219,3 +219,43 @@ fn sigterm_exits_zero() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("shutdown requested"), "{log}");
 }
+
+#[test]
+fn poll_mode_reports_changes_without_inotify() {
+    let (_keep, data, state) = dirs();
+    fs::write(data.join("old.mp3"), b"old").unwrap();
+    let w = Watcher::start(
+        &data,
+        state.path(),
+        &[
+            "--watch-mode",
+            "poll",
+            "--poll-interval",
+            "300ms",
+            "--settle-delay",
+            "100ms",
+        ],
+    );
+    assert_eq!(event_type(&w.next()), "file_discovered");
+    w.wait_ready();
+    w.wait_log("polling for changes");
+
+    let new = data.join("new.mp3");
+    fs::write(&new, b"new").unwrap();
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", new.clone()),
+        "{e}"
+    );
+
+    let moved = data.join("moved.mp3");
+    fs::rename(data.join("old.mp3"), &moved).unwrap();
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_renamed", "{e}");
+    assert_eq!(path_of(&e), moved);
+
+    fs::remove_file(&new).unwrap();
+    let e = w.next();
+    assert_eq!((event_type(&e), path_of(&e)), ("file_deleted", new), "{e}");
+}
