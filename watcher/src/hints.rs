@@ -5,11 +5,12 @@
 //! so an event that did not fit is recovered by a reconciliation scan, never silently dropped.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, Notify};
 
 use crate::change::Change;
@@ -19,8 +20,6 @@ use crate::change::Change;
 pub struct RescanFlag {
     needed: AtomicBool,
     wake: Notify,
-    /// Events that found the queue full.
-    pub overflows: AtomicU64,
 }
 
 impl RescanFlag {
@@ -89,6 +88,7 @@ pub fn start_native(
     root: &Path,
     tx: mpsc::Sender<Change>,
     rescan: Arc<RescanFlag>,
+    overflows: Counter,
 ) -> Result<RecommendedWatcher, HintError> {
     let send_tx = tx;
     let flag = Arc::clone(&rescan);
@@ -102,7 +102,7 @@ pub fn start_native(
                         continue;
                     }
                     if send_tx.try_send(change).is_err() {
-                        flag.overflows.fetch_add(1, Ordering::Relaxed);
+                        overflows.inc();
                         flag.raise();
                     }
                 }

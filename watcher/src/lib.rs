@@ -145,9 +145,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 &cfg.data_dir,
                 hint_tx,
                 Arc::clone(&rescan),
+                stats.hint_overflows.clone(),
             )?),
             WatchMode::Auto => {
-                match hints::start_native(&cfg.data_dir, hint_tx, Arc::clone(&rescan)) {
+                match hints::start_native(
+                    &cfg.data_dir,
+                    hint_tx,
+                    Arc::clone(&rescan),
+                    stats.hint_overflows.clone(),
+                ) {
                     Ok(w) => Some(w),
                     Err(e @ hints::HintError::WatchLimit { .. }) => {
                         tracing::warn!(error = %e, interval_ms = cfg.poll_interval.as_millis() as u64, "falling back to polling");

@@ -41,6 +41,8 @@ pub struct Stats {
     pub scans: Counter,
     /// Rescans asked for because events were lost (queue overflow, watcher error).
     pub rescans_requested: Counter,
+    /// Filesystem events that found the hint queue full (each one owes a rescan).
+    pub hint_overflows: Counter,
     /// Paths waiting to settle.
     pub pending: Gauge,
     /// Messages handed to the sink and not yet accepted.
