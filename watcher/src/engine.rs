@@ -89,7 +89,6 @@ struct Delivered {
 #[derive(Default)]
 struct ScanState {
     vanished: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
-    vanished_other: Vec<(PathBuf, Entry)>,
     walk_done: bool,
     paths: HashSet<PathBuf>,
     files: u64,
@@ -371,8 +370,7 @@ impl Engine {
                     scan.vanished
                         .entry((e.stamp.size, e.digest.xxh128()))
                         .or_default()
-                        .push((p.clone(), e));
-                    scan.vanished_other.push((p, e));
+                        .push((p, e));
                 }
             }
             ScanMsg::Found(p, stamp, known) => {
@@ -570,7 +568,7 @@ impl Engine {
         };
         // What vanished and was not paired with a new file is a deletion.
         let mut deleted = 0u64;
-        for (p, _) in scan.vanished_other {
+        for (p, _) in scan.vanished.into_values().flatten() {
             if self.busy.contains(&p) || self.settle.contains(&p) {
                 continue;
             }
@@ -901,13 +899,12 @@ impl Engine {
         let list = scan
             .vanished
             .get_mut(&(entry.stamp.size, entry.digest.xxh128()))?;
-        while let Some((p, _)) = list.pop() {
-            if observe(&p) == Observed::Missing && !self.busy.contains(&p) {
-                scan.vanished_other.retain(|(q, _)| *q != p);
-                return Some(p);
-            }
-        }
-        None
+        // Take the first candidate that is really gone; the others stay for the deletion pass.
+        let busy = &self.busy;
+        let i = list
+            .iter()
+            .position(|(p, _)| !busy.contains(p) && observe(p) == Observed::Missing)?;
+        Some(list.swap_remove(i).0)
     }
 
     // ---- output -------------------------------------------------------------------------------

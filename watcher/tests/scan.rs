@@ -278,3 +278,40 @@ fn missing_or_non_directory_data_dir_fails_clearly() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--log-level"), "{err}");
 }
+
+#[test]
+fn a_directory_renamed_while_down_is_reported_as_moves() {
+    let (_keep, data, state) = dirs();
+    fs::create_dir(data.join("album")).unwrap();
+    for i in 0..200 {
+        fs::write(
+            data.join(format!("album/t{i:03}.flac")),
+            format!("track {i}"),
+        )
+        .unwrap();
+    }
+    // Two files with the same content: each must pair with exactly one old path.
+    fs::write(data.join("album/copy-a.flac"), "same").unwrap();
+    fs::write(data.join("album/copy-b.flac"), "same").unwrap();
+    let (events, log, _) = once(&data, state.path(), &["--settle-delay", "1ms"]);
+    assert_eq!(events.len(), 202, "{log}");
+
+    fs::rename(data.join("album"), data.join("album (2024)")).unwrap();
+    let (events, log, status) = once(&data, state.path(), &["--settle-delay", "1ms"]);
+    assert!(status.success(), "{log}");
+    assert_eq!(events.len(), 202, "{log}");
+    let mut olds = std::collections::HashSet::new();
+    for e in &events {
+        assert_eq!(event_type(e), "file_moved", "{e}");
+        let old = e["file_info"]["old_path"].as_str().unwrap().to_owned();
+        assert!(old.contains("/album/"), "{old}");
+        let name = e["file_info"]["name"].as_str().unwrap();
+        if name.starts_with('t') {
+            assert!(
+                old.ends_with(&format!("/album/{name}")),
+                "{name} paired with {old}"
+            );
+        }
+        assert!(olds.insert(old), "an old path was paired twice");
+    }
+}
