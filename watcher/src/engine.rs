@@ -71,7 +71,6 @@ struct HashDone {
 /// The work behind one hash: what to do with the digest once it comes back.
 struct HashWork {
     origin: Origin,
-    prior: Option<Entry>,
     renamed_from: Option<(PathBuf, Entry)>,
 }
 
@@ -137,8 +136,9 @@ pub struct Engine {
     /// as into a directory created a moment before), it is one move, not a delete and a create.
     limbo: HashMap<(u64, u64), (PathBuf, Entry, Instant)>,
     limbo_paths: HashSet<PathBuf>,
-    /// A sink failure seen where it could not be returned; the next pump returns it.
-    fatal: Option<SinkError>,
+    /// A failure seen where it could not be returned (a sink or store error); the next pump
+    /// returns it.
+    fatal: Option<EngineError>,
     stats: Arc<Stats>,
     last_progress: Instant,
 }
@@ -440,7 +440,7 @@ impl Engine {
 
     fn pump(&mut self) -> Result<(), EngineError> {
         if let Some(e) = self.fatal.take() {
-            return Err(e.into());
+            return Err(e);
         }
         let now = Instant::now();
         if self.rescan.take() {
@@ -660,7 +660,6 @@ impl Engine {
                                 path,
                                 HashWork {
                                     origin: Origin::Live,
-                                    prior: None,
                                     renamed_from: Some((from, old)),
                                 },
                             );
@@ -692,7 +691,6 @@ impl Engine {
         }
         let work = HashWork {
             origin,
-            prior,
             renamed_from: None,
         };
         self.queue_hash(path, work);
@@ -865,7 +863,17 @@ impl Engine {
             self.emit_move(from, path, entry);
             return;
         }
-        if let Some(prior) = work.prior {
+        // Decide against the store as it is now, not as it was when the hash was scheduled: a
+        // scan's snapshot may predate a commit, and the same file must not be reported twice.
+        let prior = match self.lookup(&path) {
+            Ok(p) => p,
+            Err(e) => {
+                self.busy.remove(&path);
+                self.fatal = Some(e.into());
+                return;
+            }
+        };
+        if let Some(prior) = prior {
             if prior.digest == entry.digest {
                 // A touch: new stamp, same content. Remember the stamp, publish nothing.
                 self.stats.touched.inc();
@@ -966,7 +974,7 @@ impl Engine {
                         self.accepted(o);
                     }
                 }
-                Err(e) => self.fatal = Some(e),
+                Err(e) => self.fatal = Some(e.into()),
             }
             return;
         }

@@ -259,3 +259,29 @@ fn poll_mode_reports_changes_without_inotify() {
     let e = w.next();
     assert_eq!((event_type(&e), path_of(&e)), ("file_deleted", new), "{e}");
 }
+
+#[test]
+fn a_full_hint_queue_triggers_a_rescan_and_loses_nothing() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(
+        &data,
+        state.path(),
+        &["--hint-queue", "1", "--settle-delay", "200ms"],
+    );
+    w.wait_ready();
+    for i in 0..300 {
+        fs::write(data.join(format!("burst{i:03}.bin")), format!("{i}")).unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 300 {
+        let e = w.next();
+        assert!(
+            ["file_created", "file_discovered"].contains(&event_type(&e)),
+            "{e}"
+        );
+        assert!(seen.insert(path_of(&e)), "reported twice: {e}");
+    }
+    w.wait_log("\"reconcile\"");
+    let quiet = w.barrier(&data, "barrier");
+    assert!(quiet.is_empty(), "unexpected events: {quiet:?}");
+}
