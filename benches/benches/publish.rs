@@ -220,7 +220,7 @@ fn properties(m: &Message) -> BasicProperties {
     BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_message_id(m.message_id.as_str().into())
+        .with_message_id(m.message_id().into())
         .with_correlation_id(m.envelope.correlation_id.as_str().into())
         .with_timestamp(1_756_375_200)
         .with_app_id("file-watcher".into())

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -130,13 +131,47 @@ pub struct FileFacts {
 pub struct Message {
     /// The JSON body.
     pub envelope: Envelope,
-    /// Derived from instance, event type, path(s) and content digest: the same event built twice
-    /// (for example after a crash before the broker's confirm) gets the same id, so consumers can
-    /// drop the duplicate.
-    pub message_id: String,
+    /// Computed on first use: only the AMQP sink sends it, and its SHA-1 was a tenth of the
+    /// pipeline's own work per event on stdout, where it is never read.
+    message_id: OnceLock<String>,
 }
 
 impl Message {
+    /// Wraps an envelope.
+    pub fn new(envelope: Envelope) -> Self {
+        Self {
+            envelope,
+            message_id: OnceLock::new(),
+        }
+    }
+
+    /// The AMQP `message_id`: a UUID v5 of instance, event type, exact path bytes, exact old
+    /// path bytes and SHA-256. The same event built twice (for example after a crash before the
+    /// broker's confirm) gets the same id, so consumers can drop the duplicate.
+    pub fn message_id(&self) -> &str {
+        self.message_id.get_or_init(|| {
+            let e = &self.envelope;
+            let info = &e.file_info;
+            let path = exact_bytes(&info.path, info.path_base64.as_deref());
+            let old = info
+                .old_path
+                .as_deref()
+                .map(|p| exact_bytes(p, info.old_path_base64.as_deref()));
+            let mut input = Vec::with_capacity(256);
+            for part in [
+                e.instance_id.as_bytes(),
+                e.event_type.as_str().as_bytes(),
+                &path,
+                old.as_deref().unwrap_or_default(),
+                info.sha256_hash.as_bytes(),
+            ] {
+                input.extend_from_slice(part);
+                input.push(0);
+            }
+            uuid::Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &input).to_string()
+        })
+    }
+
     /// The routing key for this message.
     pub fn routing_key(&self) -> &'static str {
         self.envelope.event_type.routing_key()
@@ -183,41 +218,32 @@ impl Envelope {
             .map(|e| format!(".{}", String::from_utf8_lossy(e.as_bytes())))
             .unwrap_or_default();
 
-        let mut id_input = Vec::with_capacity(256);
-        for part in [
-            instance_id.as_bytes(),
-            event_type.as_str().as_bytes(),
-            path.as_os_str().as_bytes(),
-            old_path.map_or(&[][..], |p| p.as_os_str().as_bytes()),
-            facts.sha256_hex.as_bytes(),
-        ] {
-            id_input.extend_from_slice(part);
-            id_input.push(0);
-        }
-        let message_id = uuid::Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &id_input).to_string();
-
-        Message {
-            envelope: Envelope {
-                correlation_id: uuid::Uuid::new_v4().to_string(),
-                timestamp: at.to_rfc3339_opts(SecondsFormat::Micros, true),
-                event_type,
-                instance_id: instance_id.to_owned(),
-                watched_directory: watched_directory.to_string_lossy().into_owned(),
-                file_info: FileInfo {
-                    path: path_s,
-                    path_base64: path_b64,
-                    old_path: old_s,
-                    old_path_base64: old_b64,
-                    name,
-                    extension,
-                    size_bytes: facts.size.to_string(),
-                    sha256_hash: facts.sha256_hex.clone(),
-                    xxh128_hash: facts.xxh128_hex.clone(),
-                },
+        Message::new(Envelope {
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            timestamp: at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            event_type,
+            instance_id: instance_id.to_owned(),
+            watched_directory: watched_directory.to_string_lossy().into_owned(),
+            file_info: FileInfo {
+                path: path_s,
+                path_base64: path_b64,
+                old_path: old_s,
+                old_path_base64: old_b64,
+                name,
+                extension,
+                size_bytes: facts.size.to_string(),
+                sha256_hash: facts.sha256_hex.clone(),
+                xxh128_hash: facts.xxh128_hex.clone(),
             },
-            message_id,
-        }
+        })
     }
+}
+
+/// A path's exact bytes: from `path_base64` when the text had to be lossy, else the text.
+fn exact_bytes(text: &str, base64: Option<&str>) -> Vec<u8> {
+    base64
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_else(|| text.as_bytes().to_vec())
 }
 
 /// The path as UTF-8 text, plus its exact bytes in base64 when the text had to be lossy.
@@ -286,19 +312,59 @@ mod tests {
         };
         let a = build(EventType::FileCreated, "/d/a", None);
         let b = build(EventType::FileCreated, "/d/a", None);
-        assert_eq!(a.message_id, b.message_id);
+        assert_eq!(a.message_id(), b.message_id());
         assert_ne!(a.envelope.correlation_id, b.envelope.correlation_id);
         assert_ne!(
-            a.message_id,
-            build(EventType::FileModified, "/d/a", None).message_id
+            a.message_id(),
+            build(EventType::FileModified, "/d/a", None).message_id()
         );
         assert_ne!(
-            a.message_id,
-            build(EventType::FileCreated, "/d/b", None).message_id
+            a.message_id(),
+            build(EventType::FileCreated, "/d/b", None).message_id()
         );
         assert_ne!(
-            build(EventType::FileMoved, "/d/x/a", Some("/d/a")).message_id,
-            build(EventType::FileMoved, "/d/x/a", Some("/d/y/a")).message_id
+            build(EventType::FileMoved, "/d/x/a", Some("/d/a")).message_id(),
+            build(EventType::FileMoved, "/d/x/a", Some("/d/y/a")).message_id()
+        );
+    }
+
+    /// The id is a UUID v5 over the exact path bytes (not the lossy text), NUL-separated; ids
+    /// must never change between versions, or consumers would stop recognising re-sends.
+    #[test]
+    fn message_id_is_pinned_to_exact_path_bytes() {
+        let raw = b"/d/caf\xe9.mp3".to_vec();
+        let old = b"/d/x/caf\xe9.mp3".to_vec();
+        let m = Envelope::build(
+            EventType::FileMoved,
+            "music",
+            Path::new("/d"),
+            Path::new(OsStr::from_bytes(&raw)),
+            Some(Path::new(OsStr::from_bytes(&old))),
+            &facts(),
+            at(),
+        );
+        let mut input = b"music\0file_moved\0".to_vec();
+        input.extend_from_slice(&raw);
+        input.push(0);
+        input.extend_from_slice(&old);
+        input.push(0);
+        input.extend_from_slice("a".repeat(64).as_bytes());
+        input.push(0);
+        let expected = uuid::Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &input).to_string();
+        assert_eq!(m.message_id(), expected);
+        // The lossy text alone would give another id.
+        assert_ne!(
+            m.message_id(),
+            Envelope::build(
+                EventType::FileMoved,
+                "music",
+                Path::new("/d"),
+                Path::new(&m.envelope.file_info.path),
+                Some(Path::new(m.envelope.file_info.old_path.as_deref().unwrap())),
+                &facts(),
+                at(),
+            )
+            .message_id()
         );
     }
 

@@ -75,7 +75,7 @@ async fn join_all(tasks: Vec<JoinHandle<Result<(), SinkError>>>, timeout: Durati
 fn assert_all_arrived(sent: &[Message], got: &[lapin::message::Delivery]) -> usize {
     let id_of_path: HashMap<&str, &str> = sent
         .iter()
-        .map(|m| (m.envelope.file_info.path.as_str(), m.message_id.as_str()))
+        .map(|m| (m.envelope.file_info.path.as_str(), m.message_id()))
         .collect();
     for d in got {
         let path = path_of(d);
@@ -91,7 +91,7 @@ fn assert_all_arrived(sent: &[Message], got: &[lapin::message::Delivery]) -> usi
     let seen = ids(got);
     let missing: Vec<_> = sent
         .iter()
-        .filter(|m| !seen.contains_key(&m.message_id))
+        .filter(|m| !seen.contains_key(m.message_id()))
         .map(|m| m.envelope.file_info.path.as_str())
         .collect();
     assert!(

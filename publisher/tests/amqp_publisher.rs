@@ -44,7 +44,7 @@ async fn envelope_and_properties_match_the_contract() {
         let id = message_id(d);
         let m = sent
             .iter()
-            .find(|m| m.message_id == id)
+            .find(|m| m.message_id() == id)
             .unwrap_or_else(|| panic!("unexpected message_id {id}"));
         let e = &m.envelope;
 
@@ -82,7 +82,7 @@ async fn envelope_and_properties_match_the_contract() {
             "application/json"
         );
         assert_eq!(*p.delivery_mode(), Some(2));
-        assert_eq!(p.message_id().as_ref().unwrap().as_str(), m.message_id);
+        assert_eq!(p.message_id().as_ref().unwrap().as_str(), m.message_id());
         assert_eq!(
             p.correlation_id().as_ref().unwrap().as_str(),
             e.correlation_id
@@ -106,7 +106,7 @@ async fn envelope_and_properties_match_the_contract() {
         ));
     }
     let mut got_ids: Vec<_> = got.iter().map(message_id).collect();
-    let mut sent_ids: Vec<_> = sent.iter().map(|m| m.message_id.clone()).collect();
+    let mut sent_ids: Vec<_> = sent.iter().map(|m| m.message_id().to_owned()).collect();
     got_ids.sort();
     sent_ids.sort();
     assert_eq!(got_ids, sent_ids);
@@ -422,7 +422,7 @@ async fn nacked_messages_are_published_again_until_acked() {
     let fourth = admin.take(&queue, 1, Duration::from_secs(5)).await;
     assert_eq!(
         message_id(&fourth[0]),
-        sent[3].message_id,
+        sent[3].message_id(),
         "same message_id"
     );
     let status = p.status();

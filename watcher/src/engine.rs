@@ -5,7 +5,7 @@
 //! The store is written only after the sink accepted the event, in batches; until a batch is
 //! committed, an overlay answers lookups so no decision is made on stale data.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::change::Change;
 use crate::filter::Filter;
 use crate::hints::RescanFlag;
+use crate::paths::{PathMap, PathSet};
 use crate::scan::{self, ScanMsg};
 use crate::settle::{Observed, Origin, Pending, Settle};
 use crate::stats::Stats;
@@ -64,7 +65,7 @@ pub enum EngineError {
 }
 
 struct HashDone {
-    path: PathBuf,
+    id: u64,
     result: Result<Hashed, HashError>,
 }
 
@@ -72,6 +73,9 @@ struct HashDone {
 struct HashWork {
     origin: Origin,
     renamed_from: Option<(PathBuf, Entry)>,
+    /// Queued by a scan without a stat: report it only if the hash's stamp shows an mtime older
+    /// than the settle delay; otherwise it goes back to settling.
+    confirm_settled: bool,
 }
 
 struct Outgoing {
@@ -89,7 +93,7 @@ struct Delivered {
 struct ScanState {
     vanished: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
     walk_done: bool,
-    paths: HashSet<PathBuf>,
+    paths: PathSet,
     files: u64,
     unchanged: u64,
     started: Option<Instant>,
@@ -101,16 +105,21 @@ struct ScanState {
 pub struct Engine {
     cfg: EngineConfig,
     store: Arc<Store>,
-    overlay: HashMap<PathBuf, Option<Entry>>,
+    overlay: PathMap<Option<Entry>>,
+    /// A read snapshot of the store, dropped at every commit (the overlay covers the time
+    /// between).
+    reader: Option<crate::store::Reader>,
     ops: Vec<Op>,
     last_flush: Instant,
     /// When the store was last fsynced, and whether non-durable commits came after.
     last_sync: Instant,
     unsynced: bool,
     settle: Settle,
-    busy: HashSet<PathBuf>,
+    busy: PathSet,
     pool: Arc<HashPool>,
-    hashing: HashMap<PathBuf, HashWork>,
+    /// Hashes in the pool, by job number (the path stays here; the job carries its own copy).
+    hashing: HashMap<u64, (PathBuf, HashWork)>,
+    next_job: u64,
     hash_queue: VecDeque<(PathBuf, HashWork)>,
     hash_tx: mpsc::UnboundedSender<HashDone>,
     hash_rx: mpsc::UnboundedReceiver<HashDone>,
@@ -135,7 +144,7 @@ pub struct Engine {
     /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
     /// as into a directory created a moment before), it is one move, not a delete and a create.
     limbo: HashMap<(u64, u64), (PathBuf, Entry, Instant)>,
-    limbo_paths: HashSet<PathBuf>,
+    limbo_paths: PathSet,
     /// A failure seen where it could not be returned (a sink or store error); the next pump
     /// returns it.
     fatal: Option<EngineError>,
@@ -174,14 +183,16 @@ impl Engine {
             settle: Settle::new(cfg.settle_delay),
             cfg,
             store,
-            overlay: HashMap::new(),
+            overlay: PathMap::new(),
+            reader: None,
             ops: Vec::new(),
             last_flush: Instant::now(),
             last_sync: Instant::now(),
             unsynced: false,
-            busy: HashSet::new(),
+            busy: PathSet::new(),
             pool,
             hashing: HashMap::new(),
+            next_job: 0,
             hash_queue: VecDeque::new(),
             hash_tx,
             hash_rx,
@@ -203,7 +214,7 @@ impl Engine {
             scans_run: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
             limbo: HashMap::new(),
-            limbo_paths: HashSet::new(),
+            limbo_paths: PathSet::new(),
             fatal: None,
             stats,
             last_progress: Instant::now(),
@@ -233,6 +244,10 @@ impl Engine {
                 break Ok(());
             }
             let room = self.settle.len() < self.cfg.max_pending;
+            // A scan waits in its channel (and the walker blocks) while the work past the settle
+            // stage is at its bound: its files then go straight to hashing on the scan's own
+            // stat, instead of through the settle set and a second lstat.
+            let scan_room = room && !self.backlogged();
             let wake = self
                 .settle
                 .next_deadline()
@@ -254,10 +269,13 @@ impl Engine {
                         self.hashed(h);
                     }
                 }
-                Some(m) = self.scan_rx.recv(), if room => {
+                Some(m) = self.scan_rx.recv(), if scan_room => {
                     self.scan_msg(m);
                     // Take what is already queued in one go: the pump runs once per batch.
                     for _ in 0..BATCH {
+                        if self.backlogged() {
+                            break;
+                        }
                         let Ok(m) = self.scan_rx.try_recv() else { break };
                         self.scan_msg(m);
                     }
@@ -318,8 +336,11 @@ impl Engine {
         self.scan_stop.store(true, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
         self.hash_queue.clear();
-        while !(self.hashing.is_empty() && self.outbox.is_empty() && self.inflight.is_empty()) {
+        loop {
             self.start_deliveries();
+            if self.hashing.is_empty() && self.outbox.is_empty() && self.inflight.is_empty() {
+                break;
+            }
             tokio::select! {
                 Some(d) = self.done_rx.recv() => {
                     if let Err(e) = self.delivered(d) {
@@ -379,8 +400,15 @@ impl Engine {
                     Some(v) => *v,
                     None => known,
                 };
-                if recorded.is_some_and(|e| e.stamp == stamp) {
-                    return;
+                // The walk stats only paths the store knows; one accepted since needs a look.
+                let stamp = match (stamp, recorded) {
+                    (None, Some(_)) => look(&p).1,
+                    (stamp, _) => stamp,
+                };
+                if let (Some(e), Some(s)) = (recorded, stamp) {
+                    if e.stamp == s {
+                        return;
+                    }
                 }
                 scan.paths.insert(p.clone());
                 // In poll mode the scans after the first are the live watcher: what they find
@@ -390,17 +418,27 @@ impl Engine {
                 } else {
                     Origin::Scan
                 };
-                let backlogged = self.backlogged();
-                let quiet = !backlogged
-                    && !self.busy.contains(&p)
-                    && !self.settle.contains(&p)
-                    && self.settle.mtime_is_old(stamp.mtime_ns, SystemTime::now());
-                if quiet {
+                let free =
+                    !self.backlogged() && !self.busy.contains(&p) && !self.settle.contains(&p);
+                match (stamp, recorded) {
                     // Settled long ago: decide now, on the scan's own stat, without a second
                     // lstat and store lookup.
-                    self.settled_file(p, origin, stamp, recorded);
-                } else {
-                    self.settle.insert_quiet(p, origin, Instant::now());
+                    (Some(s), _)
+                        if free && self.settle.mtime_is_old(s.mtime_ns, SystemTime::now()) =>
+                    {
+                        self.settled_file(p, origin, s, recorded);
+                    }
+                    // New to the store and not yet stat'ed: hash it; the hash's stamp then says
+                    // whether it had settled.
+                    (None, None) if free => self.queue_hash(
+                        p,
+                        HashWork {
+                            origin,
+                            renamed_from: None,
+                            confirm_settled: true,
+                        },
+                    ),
+                    _ => self.settle.insert_quiet(p, origin, Instant::now()),
                 }
             }
             ScanMsg::Done { files, unchanged } => {
@@ -413,7 +451,9 @@ impl Engine {
 
     fn walk_msg(&mut self, m: ScanMsg) {
         if let ScanMsg::Found(p, stamp, _) = m {
-            if self.busy.contains(&p) || self.uncommitted(&p).is_some_and(|e| e.stamp == stamp) {
+            if self.busy.contains(&p)
+                || self.uncommitted(&p).is_some_and(|e| Some(e.stamp) == stamp)
+            {
                 return;
             }
             self.settle.insert_quiet(p, Origin::Live, Instant::now());
@@ -429,11 +469,18 @@ impl Engine {
     }
 
     /// The store's view of `path`, including accepted but not yet committed changes.
-    fn lookup(&self, path: &Path) -> Result<Option<Entry>, StoreError> {
-        match self.overlay.get(path) {
-            Some(v) => Ok(*v),
-            None => self.store.get(path),
+    fn lookup(&mut self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        if let Some(v) = self.overlay.get(path) {
+            return Ok(*v);
         }
+        // One read transaction until the next commit, not one per lookup.
+        let reader = match self.reader.take() {
+            Some(r) => r,
+            None => self.store.reader()?,
+        };
+        let found = reader.get(path)?;
+        self.reader = Some(reader);
+        Ok(found)
     }
 
     // ---- the pump: everything that can move without waiting ------------------------------------
@@ -466,8 +513,11 @@ impl Engine {
         }
         self.expire_limbo(now)?;
         self.start_hashes();
+        // Deliver before judging whether the scan is done (its paths are busy until accepted),
+        // and again after, for the deletions that judgement emits.
         self.start_deliveries();
         self.finish_scan_if_done()?;
+        self.start_deliveries();
         // Commit in batches, by count or age, or once everything is quiet; fsync at most every
         // two seconds while busy.
         let idle = self.is_idle();
@@ -661,6 +711,7 @@ impl Engine {
                                 HashWork {
                                     origin: Origin::Live,
                                     renamed_from: Some((from, old)),
+                                    confirm_settled: false,
                                 },
                             );
                             return Ok(());
@@ -692,6 +743,7 @@ impl Engine {
         let work = HashWork {
             origin,
             renamed_from: None,
+            confirm_settled: false,
         };
         self.queue_hash(path, work);
     }
@@ -815,13 +867,14 @@ impl Engine {
                 break;
             };
             let tx = self.hash_tx.clone();
-            let p = path.clone();
+            self.next_job += 1;
+            let id = self.next_job;
             let job = Job::new(path.clone(), move |result| {
-                let _ = tx.send(HashDone { path: p, result });
+                let _ = tx.send(HashDone { id, result });
             });
             match self.pool.try_submit(job) {
                 Ok(()) => {
-                    self.hashing.insert(path, work);
+                    self.hashing.insert(id, (path, work));
                 }
                 Err(e) => {
                     // Full (racing another submitter) or closed: try again on the next pump.
@@ -834,10 +887,9 @@ impl Engine {
     }
 
     fn hashed(&mut self, done: HashDone) {
-        let Some(work) = self.hashing.remove(&done.path) else {
+        let Some((path, work)) = self.hashing.remove(&done.id) else {
             return;
         };
-        let path = done.path;
         let h = match done.result {
             Ok(h) => h,
             Err(HashError::Changed { .. } | HashError::NotFound { .. }) => {
@@ -853,6 +905,16 @@ impl Engine {
                 return;
             }
         };
+        if work.confirm_settled
+            && !self
+                .settle
+                .mtime_is_old(h.stamp.mtime_ns, SystemTime::now())
+        {
+            // Found by a scan while it was still being written: settle it like any change.
+            self.busy.remove(&path);
+            self.settle.touch(path, work.origin, Instant::now());
+            return;
+        }
         self.stats.hashed_files.inc();
         self.stats.hashed_bytes.inc_by(h.stamp.size);
         let entry = Entry {
@@ -884,6 +946,12 @@ impl Engine {
             }
             let ops = vec![Op::Put(path.clone(), entry)];
             self.emit(EventType::FileModified, path, None, &entry, ops);
+            return;
+        }
+        // A scan queues new files without a stat, so the inode check against limbo (a move the
+        // watcher could not pair) happens here.
+        if let Some((from, _)) = self.moved_from_limbo(&path, &entry.stamp) {
+            self.emit_move(from, path, entry);
             return;
         }
         if self.scan.is_some() {
@@ -941,7 +1009,9 @@ impl Engine {
         let mut busy = vec![path.clone()];
         busy.extend(old.clone());
         for b in &busy {
-            self.busy.insert(b.clone());
+            if !self.busy.contains(b) {
+                self.busy.insert(b.clone());
+            }
         }
         let facts = FileFacts {
             size: entry.stamp.size,
@@ -957,8 +1027,9 @@ impl Engine {
             &facts,
             chrono::Utc::now(),
         );
+        // Sent by the next pump, together with everything else queued this turn: stdout then
+        // writes one batch with one flush instead of a write per event.
         self.outbox.push_back((msg, Outgoing { busy, ops, event }));
-        self.start_deliveries();
     }
 
     fn start_deliveries(&mut self) {
@@ -1058,6 +1129,7 @@ impl Engine {
             return Ok(());
         }
         let ops = std::mem::take(&mut self.ops);
+        self.reader = None;
         tokio::task::block_in_place(|| self.store.apply_with(&ops, durable))?;
         self.overlay.clear();
         let now = Instant::now();

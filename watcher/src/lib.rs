@@ -13,6 +13,7 @@ pub mod hints;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod paths;
 pub mod scan;
 pub mod settle;
 pub mod stats;

@@ -21,8 +21,10 @@ pub enum ScanMsg {
     /// pairing with a new file of the same size and XXH128 (a move while we were down).
     Vanished(Vec<(PathBuf, Entry)>),
     /// A regular file that is new or whose stamp differs from the store, with the store's entry
-    /// as the scan saw it (saves the pipeline a second lookup).
-    Found(PathBuf, Stamp, Option<Entry>),
+    /// as the scan saw it (saves the pipeline a second lookup). The stamp is `None` for a path
+    /// the store does not know: the walk does not `lstat` it, because the hasher's own `fstat`
+    /// gives the stamp of exactly what it read (one syscall less per new file).
+    Found(PathBuf, Option<Stamp>, Option<Entry>),
     /// The walk is over.
     Done {
         /// Regular files that matched the filter.
@@ -117,16 +119,7 @@ pub fn walk(
         if !filter.accepts(relative(root, path)) {
             continue;
         }
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                // Vanished between readdir and stat: a live hint (or the next scan) covers it.
-                tracing::debug!(path = %path.display(), error = %e, "file vanished during scan");
-                continue;
-            }
-        };
         files += 1;
-        let stamp = Stamp::from_metadata(&meta);
         // One read transaction per batch of files, not one per file.
         if reader.is_none() || files % 4096 == 0 {
             reader = store.reader().ok();
@@ -142,7 +135,19 @@ pub fn walk(
                 None
             }
         };
-        if known.is_some_and(|k| k.stamp == stamp) {
+        let stamp = match known {
+            None => None,
+            Some(_) => match entry.metadata() {
+                Ok(m) => Some(Stamp::from_metadata(&m)),
+                Err(e) => {
+                    // Vanished between readdir and stat: the sweep, a live hint or the next
+                    // scan reports it.
+                    tracing::debug!(path = %path.display(), error = %e, "file vanished during scan");
+                    continue;
+                }
+            },
+        };
+        if known.is_some_and(|k| Some(k.stamp) == stamp) {
             unchanged += 1;
         } else if tx
             .blocking_send(ScanMsg::Found(path.to_path_buf(), stamp, known))

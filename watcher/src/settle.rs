@@ -1,9 +1,11 @@
 //! Settling: a path is acted on only once it has been quiet for the settle delay and two looks at
 //! it agree. A pure state machine: both clocks are parameters, so its tests never sleep.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::paths::PathMap;
 
 /// Why a path is pending: found by a scan, or hinted by the live watcher. It decides between
 /// `file_discovered` and `file_created` for a path the store does not know.
@@ -49,7 +51,7 @@ pub struct Pending {
 #[derive(Debug)]
 pub struct Settle {
     delay: Duration,
-    entries: HashMap<PathBuf, Pending>,
+    entries: PathMap<Pending>,
     deadlines: BTreeMap<(Instant, u64), PathBuf>,
     next_seq: u64,
 }
@@ -59,7 +61,7 @@ impl Settle {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
-            entries: HashMap::new(),
+            entries: PathMap::new(),
             deadlines: BTreeMap::new(),
             next_seq: 0,
         }
@@ -77,7 +79,7 @@ impl Settle {
 
     /// Whether `path` is pending.
     pub fn contains(&self, path: &Path) -> bool {
-        self.entries.contains_key(path)
+        self.entries.contains(path)
     }
 
     fn arm(&mut self, path: PathBuf, mut p: Pending, quiet_since: Instant) {
@@ -108,7 +110,7 @@ impl Settle {
     /// Adds a path that is known to be quiet already (a scan found it with an old mtime): it is
     /// due at once. An entry that is already pending keeps its own timer.
     pub fn insert_quiet(&mut self, path: PathBuf, origin: Origin, now: Instant) {
-        if self.entries.contains_key(&path) {
+        if self.entries.contains(&path) {
             return;
         }
         let since = now.checked_sub(self.delay).unwrap_or(now);

@@ -89,27 +89,29 @@ pub enum StoreError {
     },
 }
 
-/// A read snapshot of the store; see [`Store::reader`].
-pub struct Reader<'a> {
-    store: &'a Store,
+/// A read snapshot of the store; see [`Store::reader`]. It owns its transaction, so it can be
+/// kept between calls; while it lives, redb keeps the pages it sees.
+pub struct Reader {
+    path: PathBuf,
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
-impl std::fmt::Debug for Reader<'_> {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("store", &self.store.path)
-            .finish()
+        f.debug_struct("Reader").field("store", &self.path).finish()
     }
 }
 
-impl Reader<'_> {
+impl Reader {
     /// The entry for `path` in this snapshot.
     ///
     /// # Errors
     /// [`StoreError::Db`] on a read failure.
     pub fn get(&self, path: &Path) -> Result<Option<Entry>, StoreError> {
-        let value = self.table.get(key(path)).map_err(|e| self.store.err(e))?;
+        let value = self.table.get(key(path)).map_err(|e| StoreError::Db {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
         Ok(value.and_then(|v| Entry::decode(v.value())))
     }
 }
@@ -174,10 +176,13 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Db`] on a read failure.
-    pub fn reader(&self) -> Result<Reader<'_>, StoreError> {
+    pub fn reader(&self) -> Result<Reader, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = txn.open_table(FILES).map_err(|e| self.err(e))?;
-        Ok(Reader { store: self, table })
+        Ok(Reader {
+            path: self.path.clone(),
+            table,
+        })
     }
 
     /// Applies a batch of changes in one durable transaction: 100,000 puts commit in one fsync.

@@ -195,7 +195,7 @@ impl AmqpPublisher {
                 Attempt::Nacked => {
                     Counters::bump(&shared.counters.nacked);
                     let error = SinkError::Nacked {
-                        message_id: msg.message_id.clone(),
+                        message_id: msg.message_id().to_owned(),
                     };
                     if self.nack_log_due() {
                         warn!(
@@ -215,7 +215,7 @@ impl AmqpPublisher {
                 Attempt::Lost(source) => {
                     debug!(
                         instance_id = %shared.instance_id,
-                        message_id = %msg.message_id,
+                        message_id = %msg.message_id(),
                         generation = link.generation,
                         error = source.as_ref().map(tracing::field::display),
                         "connection lost before the confirm; will publish again after reconnect"
@@ -393,7 +393,7 @@ fn properties(msg: &Message) -> BasicProperties {
     BasicProperties::default()
         .with_content_type(ShortString::from("application/json"))
         .with_delivery_mode(2)
-        .with_message_id(ShortString::from(msg.message_id.as_str()))
+        .with_message_id(ShortString::from(msg.message_id()))
         .with_correlation_id(ShortString::from(envelope.correlation_id.as_str()))
         .with_timestamp(u64::try_from(timestamp).unwrap_or(0))
         .with_app_id(ShortString::from("file-watcher"))
