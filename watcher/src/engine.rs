@@ -1100,7 +1100,7 @@ impl Engine {
             self.busy.remove(b);
         }
         self.stats.event(out.event);
-        if let Some(Op::Put(p, _) | Op::Delete(p)) = out.ops.first() {
+        if let Some(p) = out.ops.first().map(Op::path) {
             tracing::debug!(event = %out.event, path = %p.display(), "reported");
         }
         self.record(out.ops);

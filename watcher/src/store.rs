@@ -73,6 +73,15 @@ pub enum Op {
     Delete(PathBuf),
 }
 
+impl Op {
+    /// The path the change is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Put(p, _) | Self::Delete(p) => p,
+        }
+    }
+}
+
 /// Why the store failed. Store failures are infrastructure failures: the instance cannot keep
 /// its promises without it.
 #[derive(Debug, thiserror::Error)]

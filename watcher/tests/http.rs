@@ -83,10 +83,11 @@ fn bad_http_addr_is_a_config_error() {
 }
 
 #[test]
-fn unreachable_broker_holds_work_in_the_settle_set_not_in_memory() {
+fn unreachable_broker_holds_work_back_not_in_memory() {
     // Nothing listens on port 1: every connection attempt fails at once, and nothing is ever
     // confirmed. The work past the settle stage must stop at its bound (2 x max(window, 256)
-    // plus what the hashing pool holds), and the rest wait as pending paths.
+    // plus what the hashing pool holds); the rest of the scan waits in its bounded channel, with
+    // the walker blocked, and the scan does not finish.
     let (_keep, data, state) = dirs();
     for i in 0..3_000 {
         std::fs::write(data.join(format!("f{i:04}.bin")), format!("{i}")).unwrap();
@@ -112,7 +113,7 @@ fn unreachable_broker_holds_work_in_the_settle_set_not_in_memory() {
     let w = Watcher::spawn(cmd);
     w.wait_log("cannot connect to RabbitMQ");
     let deadline = Instant::now() + WAIT;
-    let (pending, in_flight) = loop {
+    let (pending, in_flight, body) = loop {
         let (code, body) = get(port, "/health");
         assert_eq!(code, 503, "not ready without a broker: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -120,20 +121,33 @@ fn unreachable_broker_holds_work_in_the_settle_set_not_in_memory() {
             v["pending_paths"].as_i64().unwrap(),
             v["in_flight_events"].as_i64().unwrap(),
         );
-        if p + f >= 2_000 || Instant::now() > deadline {
-            break (p, f);
+        if f >= 512 || Instant::now() > deadline {
+            break (p, f, v);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // The bound, the pool's capacity, and the window of messages handed to the publisher.
+    // At the bound, and not past it: the bound, the pool's capacity, and the window of messages
+    // handed to the publisher.
     assert!(
-        in_flight <= 512 + 256 + 10,
+        (512..=512 + 256 + 10).contains(&in_flight),
         "{in_flight} events held in memory"
     );
-    assert!(pending >= 3_000 - 512 - 256 - 256, "{pending} pending");
+    assert!(
+        pending + in_flight < 3_000,
+        "{pending} pending, {in_flight} held"
+    );
+    assert_eq!(body["initial_scan_done"], false, "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, later) = get(port, "/health");
+    let later: serde_json::Value = serde_json::from_str(&later).unwrap();
+    assert!(
+        later["in_flight_events"].as_i64().unwrap() <= 512 + 256 + 10,
+        "{later}"
+    );
     assert!(!v_ready(port));
     let (status, log) = w.stop();
     assert!(status.success(), "{log}");
+    assert!(!log.contains("scan finished"), "{log}");
 }
 
 fn v_ready(port: u16) -> bool {

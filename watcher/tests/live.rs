@@ -211,6 +211,51 @@ fn slow_200_mib_write_yields_exactly_one_event() {
 }
 
 #[test]
+fn a_file_still_being_written_at_start_up_is_reported_once_when_settled() {
+    // The start-up scan queues files it has never seen without a stat and lets the hash's own
+    // stamp say whether they had settled. This one is being appended to while the scan runs:
+    // it must not be reported with half its content, only once, when the writer has stopped.
+    let (_keep, data, state) = dirs();
+    fs::write(data.join("old.mp3"), b"settled long ago").unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(data.join("old.mp3"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let growing = data.join("growing.flac");
+    let mut f = fs::File::create(&growing).unwrap();
+    f.write_all(&[1u8; 64 << 10]).unwrap();
+    let w = Watcher::start(&data, state.path(), &["--settle-delay", "1s"]);
+    for i in 0..8u8 {
+        std::thread::sleep(Duration::from_millis(200));
+        f.write_all(&[i; 64 << 10]).unwrap();
+    }
+    drop(f);
+    let seen = w.until(|e| path_of(e) == growing);
+    let e = seen.last().unwrap();
+    assert_eq!(event_type(e), "file_discovered", "{e}");
+    assert_eq!(
+        e["file_info"]["size_bytes"],
+        (9u64 * (64 << 10)).to_string()
+    );
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &growing)
+    );
+    assert!(
+        seen.iter().any(|e| path_of(e) == data.join("old.mp3")),
+        "{seen:?}"
+    );
+    let quiet = w.barrier(&data, "barrier");
+    assert!(
+        quiet.is_empty(),
+        "more events for the growing file: {quiet:?}"
+    );
+    w.wait_log("scan finished");
+}
+
+#[test]
 fn sigterm_exits_zero() {
     let (_keep, data, state) = dirs();
     let w = Watcher::start(&data, state.path(), &[]);
