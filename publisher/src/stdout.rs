@@ -10,7 +10,9 @@ use crate::error::SinkError;
 /// stdout stays pipeable into `jq` or a file.
 #[derive(Debug, Default)]
 pub struct StdoutSink {
-    lock: std::sync::Mutex<()>,
+    /// The line buffer, reused batch after batch (a fresh 64 KiB buffer per batch made glibc
+    /// consolidate its free lists on every free); the lock also keeps lines whole.
+    buf: std::sync::Mutex<Vec<u8>>,
 }
 
 impl StdoutSink {
@@ -28,15 +30,20 @@ impl StdoutSink {
         &self,
         msgs: impl IntoIterator<Item = &'a Message>,
     ) -> Result<(), SinkError> {
-        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        buf.clear();
         for msg in msgs {
-            serde_json::to_writer(&mut buf, &msg.envelope)?;
+            serde_json::to_writer(&mut *buf, &msg.envelope)?;
             buf.push(b'\n');
         }
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         out.write_all(&buf).map_err(SinkError::Stdout)?;
-        out.flush().map_err(SinkError::Stdout)
+        out.flush().map_err(SinkError::Stdout)?;
+        // Keep the buffer for the next batch, unless one huge batch grew it.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        Ok(())
     }
 
     /// Writes and flushes one line.
@@ -47,7 +54,7 @@ impl StdoutSink {
         let mut line = msg.to_json()?;
         line.push(b'\n');
         // One line at a time, whole, even if several tasks deliver at once.
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         out.write_all(&line).map_err(SinkError::Stdout)?;
         out.flush().map_err(SinkError::Stdout)

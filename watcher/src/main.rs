@@ -5,12 +5,6 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use watcher::config::Config;
 
-/// mimalloc instead of glibc's malloc: the pipeline allocates a few small strings per file
-/// (paths, envelope fields), and on a fresh scan of small files glibc's allocator (with its
-/// fastbin consolidation) was a fifth of the pipeline thread's time.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let mut cfg = match Config::try_parse() {
         Ok(c) => c,
