@@ -23,14 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use publisher::{AmqpConfig, AmqpPublisher, Envelope, EventType, FileFacts, Message};
 use tokio_util::sync::CancellationToken;
+
+/// The broker-side helpers the publisher's and watcher's broker tests use.
+#[path = "../../publisher/tests/common/broker.rs"]
+mod broker;
 
 const WINDOW: usize = 1000;
 
@@ -44,8 +45,7 @@ fn main() {
 }
 
 async fn run() {
-    let url = std::env::var("AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = broker::amqp_url();
     let n: usize = std::env::var("PUBLISH_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -54,14 +54,11 @@ async fn run() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let redacted = AmqpConfig::from_url(&url, "bench").unwrap().redacted();
-    let admin = connect(&url).await.unwrap_or_else(|e| {
-        panic!("cannot connect to RabbitMQ at {redacted} ({e}); scripts/test starts one")
-    });
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let exchange = format!("bench-fe-{suffix}");
-    let queue = format!("bench-q-{suffix}");
-    declare(&admin, &exchange, &queue).await;
+    let redacted = broker::redacted_url();
+    let admin = broker::Admin::connect().await;
+    let exchange = broker::unique("bench-fe");
+    let queue = broker::unique("bench-q");
+    admin.bound_queue(&exchange, &queue).await;
 
     let messages: Arc<Vec<Message>> = Arc::new((0..n).map(message).collect());
     let size = messages[0].to_json().unwrap().len();
@@ -70,7 +67,7 @@ async fn run() {
     let mut bare = Vec::new();
     let mut ours = Vec::new();
     for round in 1..=rounds {
-        purge(&admin, &queue).await;
+        admin.purge(&queue).await;
         let cpu = cpu_seconds();
         // On a runtime worker, like the publisher's tasks, not on the `block_on` thread.
         let b = tokio::spawn(bare_lapin(
@@ -81,7 +78,7 @@ async fn run() {
         .await
         .unwrap();
         let b_cpu = (cpu_seconds() - cpu) * 1e6 / n as f64;
-        purge(&admin, &queue).await;
+        admin.purge(&queue).await;
         let cpu = cpu_seconds();
         let o = amqp_publisher(&url, &exchange, &messages).await;
         let o_cpu = (cpu_seconds() - cpu) * 1e6 / n as f64;
@@ -98,12 +95,7 @@ async fn run() {
     let (b, o) = (median(&mut bare), median(&mut ours));
     println!("median:  bare lapin {b:>8.0} msg/s   AmqpPublisher {o:>8.0} msg/s   ratio {:.3} (bar: 0.85)", o / b);
 
-    let _ = admin
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
-    let _ = admin
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
+    admin.delete(&exchange, &[&queue]).await;
 }
 
 /// The ceiling: one task, pre-serialised bodies, a window of confirms awaited oldest first.
@@ -232,49 +224,6 @@ async fn connect(url: &str) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
     // The channel keeps the connection open; the connection handle may go.
     Ok(channel)
-}
-
-async fn declare(channel: &Channel, exchange: &str, queue: &str) {
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn purge(channel: &Channel, queue: &str) {
-    channel
-        .queue_purge(queue.into(), QueuePurgeOptions::default())
-        .await
-        .unwrap();
 }
 
 /// User plus system CPU time of this process so far, from `/proc/self/stat` (0 elsewhere): the

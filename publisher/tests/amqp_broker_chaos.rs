@@ -11,42 +11,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use publisher::{AmqpConfig, AmqpPublisher, EventType, Message, SinkError};
+use publisher::{AmqpPublisher, EventType, Message, SinkError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// One broker-disturbing test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Puts the broker back the way the other tests expect it, on drop, pass or fail.
-struct RestoreBroker;
-
-impl Drop for RestoreBroker {
-    fn drop(&mut self) {
-        restore_broker();
-    }
-}
-
-fn restore_broker() {
-    let run = |args: &[&str]| {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(args)
-            .output();
-    };
-    run(&["-q", "start_app"]);
-    run(&["-q", "set_vm_memory_high_watermark", "0.4"]);
-    let c = AmqpConfig::from_url(&amqp_url(), "t").expect("AMQP_URL is valid");
-    let addr = format!("{}:{}", c.host(), c.port());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(&addr).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    run(&["-q", "await_startup"]);
-}
 
 /// `rabbitmqctl` off the async workers.
 async fn ctl(args: &'static [&'static str]) {

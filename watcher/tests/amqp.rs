@@ -65,7 +65,7 @@ fn once_publishes_every_file_with_the_contract_properties() {
     }
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
     let admin = rt.block_on(Admin::connect());
-    rt.block_on(admin.setup(&exchange, &queue));
+    rt.block_on(admin.bound_queue(&exchange, &queue));
 
     let out = amqp_command(
         &data,
@@ -114,7 +114,7 @@ fn once_publishes_every_file_with_the_contract_properties() {
         assert_eq!(header(d, "instance_id").as_deref(), Some("test-watcher"));
         assert_eq!(header(d, "event_type").as_deref(), Some("file_discovered"));
     }
-    rt.block_on(admin.cleanup(&exchange, &queue));
+    rt.block_on(admin.delete(&exchange, &[&queue]));
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     let (_keep, data, state) = dirs();
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
     let admin = rt.block_on(Admin::connect());
-    rt.block_on(admin.setup(&exchange, &queue));
+    rt.block_on(admin.bound_queue(&exchange, &queue));
 
     let w = Watcher::spawn(amqp_command(
         &data,
@@ -180,7 +180,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     assert!(log.contains("connected to RabbitMQ"), "{log}");
     let (status, _) = w.stop();
     assert!(status.success());
-    rt.block_on(admin.cleanup(&exchange, &queue));
+    rt.block_on(admin.delete(&exchange, &[&queue]));
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn broker_down_at_start_then_up_ten_seconds_later() {
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
     {
         let admin = rt.block_on(Admin::connect());
-        rt.block_on(admin.setup(&exchange, &queue));
+        rt.block_on(admin.bound_queue(&exchange, &queue));
     }
     rabbitmqctl(&["stop_app"]);
     let mut child = amqp_command(
@@ -237,7 +237,7 @@ fn broker_down_at_start_then_up_ten_seconds_later() {
         .map(|d| body(d)["file_info"]["path"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(paths.len(), 100);
-    rt.block_on(admin.cleanup(&exchange, &queue));
+    rt.block_on(admin.delete(&exchange, &[&queue]));
 }
 
 #[test]

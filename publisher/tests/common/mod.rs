@@ -6,41 +6,20 @@
 //! it fails with that message; none is skipped.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+mod broker;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::TimeZone;
-use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::AMQPValue;
 use publisher::{AmqpConfig, Envelope, EventType, FileFacts, Message};
 
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
-}
-
-/// The broker URL without its password, for failure messages.
-pub fn redacted_url() -> String {
-    AmqpConfig::from_url(&amqp_url(), "test")
-        .map(|c| c.redacted())
-        .unwrap_or_else(|_| "<AMQP_URL is not a valid URL>".into())
-}
-
-/// A fresh name, so tests can run in parallel and leave nothing behind.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use broker::*;
 
 /// A publisher config for the test broker, with quick backoff.
 pub fn config(instance_id: &str, exchange: &str) -> AmqpConfig {
@@ -50,149 +29,6 @@ pub fn config(instance_id: &str, exchange: &str) -> AmqpConfig {
     c.backoff_initial = Duration::from_millis(100);
     c.backoff_max = Duration::from_secs(1);
     c
-}
-
-/// A plain lapin connection for setting up and reading the broker side.
-pub struct Admin {
-    pub connection: Connection,
-    pub channel: Channel,
-}
-
-impl Admin {
-    /// Connects or fails the test with a message that says what to do.
-    pub async fn connect() -> Self {
-        Self::try_connect().await.unwrap_or_else(|e| {
-            panic!(
-                "cannot connect to RabbitMQ at {} ({e}). Broker tests need a running broker: \
-                 run scripts/test, which starts one, or set AMQP_URL",
-                redacted_url()
-            )
-        })
-    }
-
-    pub async fn try_connect() -> lapin::Result<Self> {
-        let connection = Connection::connect(
-            &amqp_url(),
-            ConnectionProperties::default().with_connection_name("publisher-tests-admin".into()),
-        )
-        .await?;
-        let channel = connection.create_channel().await?;
-        Ok(Self {
-            connection,
-            channel,
-        })
-    }
-
-    /// Declares the durable topic exchange, as the publisher does.
-    pub async fn exchange(&self, name: &str) {
-        self.channel
-            .exchange_declare(
-                name.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare exchange");
-    }
-
-    /// Declares a durable queue bound to `exchange` with `file.#`.
-    pub async fn bound_queue(&self, exchange: &str, queue: &str) {
-        self.exchange(exchange).await;
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare queue");
-        self.channel
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                "file.#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind queue");
-    }
-
-    /// Messages ready in `queue`.
-    pub async fn depth(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare")
-            .message_count()
-    }
-
-    /// Reads exactly `n` messages (auto-ack), failing after `timeout`. Meant for a queue that
-    /// holds `n` messages: the consumer is cancelled afterwards, but what the broker pushed
-    /// meanwhile is gone.
-    pub async fn take(&self, queue: &str, n: usize, timeout: Duration) -> Vec<Delivery> {
-        let tag = unique("take");
-        let mut consumer = self
-            .channel
-            .basic_consume(
-                queue.into(),
-                tag.as_str().into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
-        let mut out = Vec::with_capacity(n);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while out.len() < n {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(d)) => out.push(d.expect("delivery")),
-                Ok(None) => panic!("consumer ended after {} of {n} messages", out.len()),
-                Err(_) => panic!("only {} of {n} messages arrived in {timeout:?}", out.len()),
-            }
-        }
-        self.channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await
-            .expect("cancel consumer");
-        out
-    }
-
-    /// Reads everything that is in `queue` now.
-    pub async fn take_all(&self, queue: &str) -> Vec<Delivery> {
-        let n = self.depth(queue).await as usize;
-        self.take(queue, n, Duration::from_secs(60)).await
-    }
-
-    pub async fn delete(&self, exchange: &str, queues: &[&str]) {
-        for q in queues {
-            let _ = self
-                .channel
-                .queue_delete((*q).into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = self
-            .channel
-            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-            .await;
-    }
 }
 
 /// A realistic message number `i` of `instance_id`.
@@ -242,18 +78,6 @@ pub fn ids(deliveries: &[Delivery]) -> HashMap<String, usize> {
         *seen.entry(message_id(d)).or_insert(0) += 1;
     }
     seen
-}
-
-/// Runs `rabbitmqctl`; fails the test with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {text}");
-    text
 }
 
 /// `rabbitmqctl list_connections name client_properties`.

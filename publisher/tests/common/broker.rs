@@ -1,0 +1,259 @@
+//! The broker side of every AMQP test and bench: the test broker's URL, unique names, a plain
+//! lapin connection that declares, counts, reads and deletes, `rabbitmqctl`, and a guard that
+//! puts the broker back however a test ends.
+//!
+//! One file for three users: the publisher's tests include it as a module, and the watcher's
+//! tests and the publish bench include it with `#[path]`, so the topology they read from is
+//! declared the same way everywhere.
+//!
+//! A test that cannot reach the broker fails with a message saying what to do; none is skipped.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use publisher::AmqpConfig;
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// The broker URL without its password, for failure messages.
+pub fn redacted_url() -> String {
+    AmqpConfig::from_url(&amqp_url(), "test")
+        .map(|c| c.redacted())
+        .unwrap_or_else(|_| "<AMQP_URL is not a valid URL>".into())
+}
+
+/// A fresh name, so tests can run in parallel and leave nothing behind.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A plain lapin connection for setting up and reading the broker side.
+pub struct Admin {
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+impl Admin {
+    /// Connects or fails the test with a message that says what to do. Retries for a while
+    /// first: a broker test that ran just before may have restarted the broker.
+    pub async fn connect() -> Self {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match Self::try_connect().await {
+                Ok(admin) => return admin,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!(
+                    "cannot connect to RabbitMQ at {} ({e}). Broker tests need a running broker: \
+                     run scripts/test, which starts one, or set AMQP_URL",
+                    redacted_url()
+                ),
+            }
+        }
+    }
+
+    pub async fn try_connect() -> lapin::Result<Self> {
+        let connection = Connection::connect(
+            &amqp_url(),
+            ConnectionProperties::default().with_connection_name("tests-admin".into()),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        Ok(Self {
+            connection,
+            channel,
+        })
+    }
+
+    /// Declares the durable topic exchange, as the publisher does.
+    pub async fn exchange(&self, name: &str) {
+        self.channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare exchange");
+    }
+
+    /// Declares the exchange and a durable queue bound to it with `file.#`: what a downstream
+    /// consumer of every event declares.
+    pub async fn bound_queue(&self, exchange: &str, queue: &str) {
+        self.exchange(exchange).await;
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare queue");
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "file.#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind queue");
+    }
+
+    /// Messages ready in `queue`.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+
+    /// Drops every message in `queue`.
+    pub async fn purge(&self, queue: &str) {
+        self.channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge queue");
+    }
+
+    /// Consumes (auto-ack) until `done` holds for what was received, or `timeout` passes;
+    /// returns what arrived either way. The consumer is cancelled afterwards.
+    pub async fn take_until(
+        &self,
+        queue: &str,
+        timeout: Duration,
+        done: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
+        let tag = unique("take");
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&got) {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => got.push(d),
+                // Timed out, or the consumer ended (a broker restart): return what arrived.
+                _ => break,
+            }
+        }
+        let _ = self
+            .channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        got
+    }
+
+    /// Reads exactly `n` messages, failing after `timeout`. Meant for a queue that holds `n`
+    /// messages: what the broker pushed beyond them before the cancel is gone.
+    pub async fn take(&self, queue: &str, n: usize, timeout: Duration) -> Vec<Delivery> {
+        let got = self.take_until(queue, timeout, |got| got.len() >= n).await;
+        assert_eq!(
+            got.len(),
+            n,
+            "only {} of {n} messages arrived in {timeout:?}",
+            got.len()
+        );
+        got
+    }
+
+    /// Reads everything that is in `queue` now.
+    pub async fn take_all(&self, queue: &str) -> Vec<Delivery> {
+        let n = self.depth(queue).await as usize;
+        self.take(queue, n, Duration::from_secs(60)).await
+    }
+
+    pub async fn delete(&self, exchange: &str, queues: &[&str]) {
+        for q in queues {
+            let _ = self
+                .channel
+                .queue_delete((*q).into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = self
+            .channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+}
+
+/// Runs `rabbitmqctl`; fails the test with its output when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {text}");
+    text
+}
+
+/// Puts the broker back the way the other tests expect it (app running, normal memory
+/// watermark, accepting connections) when dropped, pass or fail, so one failure does not take
+/// every later broker test with it.
+pub struct RestoreBroker;
+
+impl Drop for RestoreBroker {
+    fn drop(&mut self) {
+        restore_broker();
+    }
+}
+
+pub fn restore_broker() {
+    let run = |args: &[&str]| {
+        let _ = Command::new("rabbitmqctl").args(args).output();
+    };
+    run(&["-q", "start_app"]);
+    run(&["-q", "set_vm_memory_high_watermark", "0.4"]);
+    if let Ok(c) = AmqpConfig::from_url(&amqp_url(), "t") {
+        let addr = format!("{}:{}", c.host(), c.port());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(&addr).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    run(&["-q", "await_startup"]);
+}
