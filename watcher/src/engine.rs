@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::change::Change;
 use crate::filter::Filter;
+use crate::handoff::Handoff;
 use crate::hints::RescanFlag;
 use crate::paths::{PathMap, PathSet};
 use crate::scan::{self, ScanMsg};
@@ -121,8 +122,9 @@ pub struct Engine {
     hashing: HashMap<u64, (PathBuf, HashWork)>,
     next_job: u64,
     hash_queue: VecDeque<(PathBuf, HashWork)>,
-    hash_tx: mpsc::UnboundedSender<HashDone>,
-    hash_rx: mpsc::UnboundedReceiver<HashDone>,
+    /// Hash outcomes on their way back from the pool, and a buffer to take them into.
+    handoff: Arc<Handoff<HashDone>>,
+    hashed_buf: Vec<HashDone>,
     sink: Arc<Sink>,
     window: Arc<Semaphore>,
     outbox: VecDeque<(Message, Outgoing)>,
@@ -174,7 +176,7 @@ impl Engine {
         rescan: Arc<RescanFlag>,
         stats: Arc<Stats>,
     ) -> Self {
-        let (hash_tx, hash_rx) = mpsc::unbounded_channel();
+        let handoff = Arc::new(Handoff::new(pool.capacity() / 2));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (scan_tx, scan_rx) = mpsc::channel(4096);
         let (walk_tx, walk_rx) = mpsc::channel(4096);
@@ -194,8 +196,8 @@ impl Engine {
             hashing: HashMap::new(),
             next_job: 0,
             hash_queue: VecDeque::new(),
-            hash_tx,
-            hash_rx,
+            handoff,
+            hashed_buf: Vec::new(),
             sink,
             window,
             outbox: VecDeque::new(),
@@ -237,6 +239,9 @@ impl Engine {
             t
         });
         let result = loop {
+            // Outcomes queued without a wake-up (the pool was still deep in work) are taken on
+            // any turn; the loop turns at least every 250 ms.
+            self.take_hashed();
             if let Err(e) = self.pump() {
                 break Err(e);
             }
@@ -263,12 +268,7 @@ impl Engine {
                         break Err(e);
                     }
                 }
-                Some(h) = self.hash_rx.recv() => {
-                    self.hashed(h);
-                    while let Ok(h) = self.hash_rx.try_recv() {
-                        self.hashed(h);
-                    }
-                }
+                () = self.handoff.ready() => self.take_hashed(),
                 Some(m) = self.scan_rx.recv(), if scan_room => {
                     self.scan_msg(m);
                     // Take what is already queued in one go: the pump runs once per batch.
@@ -337,6 +337,7 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
         self.hash_queue.clear();
         loop {
+            self.take_hashed();
             self.start_deliveries();
             if self.hashing.is_empty() && self.outbox.is_empty() && self.inflight.is_empty() {
                 break;
@@ -348,7 +349,7 @@ impl Engine {
                         break;
                     }
                 }
-                Some(h) = self.hash_rx.recv() => self.hashed(h),
+                () = self.handoff.ready() => self.take_hashed(),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         unconfirmed = self.inflight.len() + self.outbox.len(),
@@ -862,16 +863,19 @@ impl Engine {
     }
 
     fn start_hashes(&mut self) {
-        while self.hashing.len() < self.pool.capacity() {
+        // The pool's intake bounds what is queued there (a full intake ends this loop); the
+        // second `capacity` covers outcomes taken from the handoff and not yet worked through.
+        while self.hashing.len() < 2 * self.pool.capacity() {
             let Some((path, work)) = self.hash_queue.pop_front() else {
                 break;
             };
-            let tx = self.hash_tx.clone();
+            let handoff = Arc::clone(&self.handoff);
             self.next_job += 1;
             let id = self.next_job;
             let job = Job::new(path.clone(), move |result| {
-                let _ = tx.send(HashDone { id, result });
+                handoff.push(HashDone { id, result });
             });
+            self.handoff.submitted();
             match self.pool.try_submit(job) {
                 Ok(()) => {
                     self.hashing.insert(id, (path, work));
@@ -879,11 +883,28 @@ impl Engine {
                 Err(e) => {
                     // Full (racing another submitter) or closed: try again on the next pump.
                     let _ = e.into_job();
+                    self.handoff.cancel();
                     self.hash_queue.push_front((path, work));
                     break;
                 }
             }
         }
+    }
+
+    /// Takes every hash outcome the pool has queued, woken or not.
+    fn take_hashed(&mut self) {
+        let mut done = std::mem::take(&mut self.hashed_buf);
+        self.handoff.take(&mut done);
+        if done.is_empty() {
+            self.hashed_buf = done;
+            return;
+        }
+        // Refill the pool before working through the batch, so its threads never wait on us.
+        self.start_hashes();
+        for h in done.drain(..) {
+            self.hashed(h);
+        }
+        self.hashed_buf = done;
     }
 
     fn hashed(&mut self, done: HashDone) {

@@ -9,6 +9,7 @@ pub mod change;
 pub mod config;
 pub mod engine;
 pub mod filter;
+pub mod handoff;
 pub mod hints;
 pub mod http;
 pub mod identity;
