@@ -150,11 +150,15 @@ impl Admin {
 
     /// Consumes (auto-ack) until `done` holds for what was received, or `timeout` passes;
     /// returns what arrived either way. The consumer is cancelled afterwards.
+    ///
+    /// `done` runs after every delivery, so it must be cheap: a check that re-reads everything
+    /// received is quadratic, and over thousands of messages in a debug build it can outlast
+    /// `timeout` on its own. Keep state in the closure and look only at what is new.
     pub async fn take_until(
         &self,
         queue: &str,
         timeout: Duration,
-        done: impl Fn(&[Delivery]) -> bool,
+        mut done: impl FnMut(&[Delivery]) -> bool,
     ) -> Vec<Delivery> {
         let tag = unique("take");
         let mut consumer = self
