@@ -1,0 +1,92 @@
+//! The pool's bare rate over the regular files already in a directory: the yardstick that
+//! `benches/e2e.sh` divides the service's time by.
+//!
+//! The criterion bench `pool_small_files` hashes files it has just written. Files that have sat in
+//! the page cache for a while read measurably slower, so a ratio between the service on an older
+//! tree and the criterion figure compares cache states, not code. This runs the very same pool
+//! over the very same files the service is timed on.
+//!
+//! ```text
+//! cargo run --release -p benches --bin pool-dir -- DIR [RUNS]
+//! ```
+//! Prints the median seconds of RUNS passes (default 5) over every file, paths collected
+//! beforehand, so the walk is not timed: only open, read, hash and close, as in the criterion bench.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use hasher::{HashPool, Job, PoolConfig};
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            collect(&entry.path(), out)?;
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// One pass of the pool over `paths`; the number of files that failed to hash.
+fn pass(pool: &HashPool, paths: &[PathBuf]) -> Result<usize, hasher::SubmitError> {
+    let (tx, rx) = mpsc::channel();
+    for p in paths {
+        let tx = tx.clone();
+        pool.submit(Job::new(p.clone(), move |r| {
+            let _ = tx.send(r.is_ok());
+        }))?;
+    }
+    drop(tx);
+    Ok(rx.iter().filter(|ok| !ok).count())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(dir) = args.next().map(PathBuf::from) else {
+        eprintln!("usage: pool-dir DIR [RUNS]");
+        return ExitCode::from(2);
+    };
+    let runs: usize = match args.next().map(|r| r.to_string_lossy().parse()) {
+        None => 5,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("pool-dir: RUNS must be a positive whole number");
+            return ExitCode::from(2);
+        }
+    };
+    let mut paths = Vec::new();
+    if let Err(e) = collect(&dir, &mut paths) {
+        eprintln!("pool-dir: cannot list {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let pool = match HashPool::new(PoolConfig::default()) {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("pool-dir: cannot start the hash pool: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut secs = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        match pass(&pool, &paths) {
+            Ok(0) => secs.push(start.elapsed().as_secs_f64()),
+            Ok(failed) => {
+                eprintln!("pool-dir: {failed} files failed to hash");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("pool-dir: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    secs.sort_by(f64::total_cmp);
+    println!("{:.4}", secs[secs.len() / 2]);
+    ExitCode::SUCCESS
+}
