@@ -593,26 +593,27 @@ impl Engine {
         let Some(scan) = self.scan.as_mut() else {
             return Ok(());
         };
-        if !scan.walk_done {
-            return Ok(());
-        }
-        // Quick when the pipeline is idle; otherwise look through the scan's paths at most
-        // twice a second, so a big scan does not cost O(paths) on every turn of the loop.
+        // A path the scan found is done once it is neither settling nor busy. Drop the done
+        // ones at most twice a second, so a big scan does not cost O(paths) on every turn of the
+        // loop, and while the walk still runs too: the set then holds the work in progress, not
+        // the tree (a fresh scan of a million files held 140 MiB of paths here until its walk
+        // ended).
         let idle = self.settle.is_empty() && self.busy.is_empty();
-        if !idle {
-            if scan
-                .last_check
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
-            {
-                return Ok(());
+        if idle {
+            if !scan.paths.is_empty() {
+                scan.paths = PathSet::new();
             }
+        } else if scan
+            .last_check
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+        {
             scan.last_check = Some(Instant::now());
             let (busy, settle) = (&self.busy, &self.settle);
             scan.paths
                 .retain(|p| busy.contains(p) || settle.contains(p));
-            if !scan.paths.is_empty() {
-                return Ok(());
-            }
+        }
+        if !scan.walk_done || !scan.paths.is_empty() {
+            return Ok(());
         }
         let Some(scan) = self.scan.take() else {
             return Ok(());
@@ -1193,5 +1194,110 @@ fn look(path: &Path) -> (Observed, Option<Stamp>) {
         Ok(m) if m.is_dir() => (Observed::Dir, None),
         Ok(_) => (Observed::Other, None),
         Err(_) => (Observed::Missing, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use publisher::StdoutSink;
+
+    fn engine(state: &Path) -> Engine {
+        let cfg = EngineConfig {
+            instance_id: "test".into(),
+            data_dir: PathBuf::from("/nonexistent"),
+            settle_delay: Duration::from_secs(1),
+            filter: Filter::new(&[], &[], &[]).unwrap(),
+            once: true,
+            polling: false,
+            window: 16,
+            max_pending: 1_000,
+            rescan_every: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(1),
+        };
+        let pool = HashPool::new(hasher::PoolConfig {
+            threads: 1,
+            capacity: 4,
+            ..hasher::PoolConfig::default()
+        })
+        .unwrap();
+        let (_hints, hints_rx) = mpsc::channel(1);
+        Engine::new(
+            cfg,
+            Arc::new(Store::open(state).unwrap()),
+            Arc::new(pool),
+            Arc::new(Sink::Stdout(StdoutSink::new())),
+            hints_rx,
+            Arc::new(RescanFlag::default()),
+            Arc::new(Stats::default()),
+        )
+    }
+
+    fn scan_paths(e: &Engine) -> usize {
+        e.scan
+            .as_ref()
+            .expect("the scan is still running")
+            .paths
+            .len()
+    }
+
+    /// A scan tracks the paths it found until their work is done. It must drop finished ones
+    /// while its walk still runs, or a fresh scan holds the whole tree in memory.
+    #[test]
+    fn a_scan_forgets_finished_paths_while_its_walk_runs() {
+        let state = tempfile::tempdir().unwrap();
+        let mut e = engine(state.path());
+        e.scan = Some(ScanState::default());
+        for i in 0..1_000 {
+            let p = PathBuf::from(format!("/data/f{i}"));
+            e.scan.as_mut().unwrap().paths.insert(p);
+        }
+        let settling = PathBuf::from("/data/f7");
+        e.settle
+            .insert_quiet(settling.clone(), Origin::Scan, Instant::now());
+
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 1, "only the path still settling is kept");
+
+        // More found within the half second: not looked through again yet.
+        e.scan
+            .as_mut()
+            .unwrap()
+            .paths
+            .insert(PathBuf::from("/data/g"));
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 2);
+
+        // Nothing settling or busy: whatever the scan found is done.
+        e.settle.remove(&settling);
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 0);
+        assert!(
+            e.scan.is_some(),
+            "the walk has not ended, so neither has the scan"
+        );
+    }
+
+    /// The scan ends once its walk has ended and none of its paths is still in the pipeline.
+    #[test]
+    fn a_scan_ends_when_its_walk_and_its_work_are_done() {
+        let state = tempfile::tempdir().unwrap();
+        let mut e = engine(state.path());
+        e.scan = Some(ScanState {
+            walk_done: true,
+            ..ScanState::default()
+        });
+        let busy = PathBuf::from("/data/busy");
+        e.scan.as_mut().unwrap().paths.insert(busy.clone());
+        e.busy.insert(busy.clone());
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 1, "a path still busy keeps the scan open");
+
+        e.busy.remove(&busy);
+        e.finish_scan_if_done().unwrap();
+        assert!(e.scan.is_none(), "walk and work done: the scan is over");
+        assert_eq!(e.stats.scans.get(), 1);
     }
 }

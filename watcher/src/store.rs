@@ -137,6 +137,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// redb's page cache. With its default of 1 GiB the cache, and so the process, grows with the
+/// store: a library of millions of files would keep most of its state in memory, though a scan
+/// looks each path up only once. Measured on 1,000,000 files with `--once`: a fresh scan took
+/// 29.4 s at 302 MiB with the default and 10.6 s at 175 MiB with this cap (the rest of that was
+/// the scan's path set, since bounded too); the unchanged restart 186 MiB and 42 MiB.
+const CACHE_BYTES: usize = 32 << 20;
+
 fn key(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
 }
@@ -152,10 +159,13 @@ impl Store {
     /// [`StoreError::Db`] when the file cannot be opened or is corrupt.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join("state.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Db {
-            path: path.clone(),
-            source: e.into(),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| StoreError::Db {
+                path: path.clone(),
+                source: e.into(),
+            })?;
         let store = Self { db, path };
         // Create the table up front so read transactions never see it missing.
         store.apply(&[])?;
