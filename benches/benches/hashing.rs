@@ -12,11 +12,10 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hasher::{hash_file, HashPool, Job, PoolConfig, BUFFER_SIZE};
+use hasher::{hash_file, HashPool, PoolConfig, BUFFER_SIZE};
 use sha2::{Digest as _, Sha256};
 
 /// SHA-256 alone over the same buffered read as `hash_file`: the pace-setter to compare with.
@@ -63,16 +62,7 @@ fn single_file(c: &mut Criterion) {
 }
 
 fn run_pool(pool: &HashPool, paths: &[PathBuf]) {
-    let (tx, rx) = mpsc::channel();
-    for p in paths {
-        let tx = tx.clone();
-        pool.submit(Job::new(p.clone(), move |r| {
-            let _ = tx.send(r.is_ok());
-        }))
-        .unwrap();
-    }
-    drop(tx);
-    assert!(rx.iter().take(paths.len()).all(|ok| ok));
+    assert_eq!(benches::hash_all(pool, paths).unwrap(), 0);
 }
 
 fn pool_small_files(c: &mut Criterion) {

@@ -2,6 +2,9 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use hasher::{HashPool, Job, SubmitError};
 
 /// Writes `count` files of `size` bytes of varied content into `dir`, returning their paths.
 /// Content differs per file so no two digests are equal, as in a real library.
@@ -30,4 +33,21 @@ pub fn write_files(
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Hashes every path through `pool` and waits for all of them; returns how many failed. This is
+/// the pool's bare rate, shared by the criterion bench and `pool-dir`.
+///
+/// # Errors
+/// The pool refused a job (it is shutting down).
+pub fn hash_all(pool: &HashPool, paths: &[PathBuf]) -> Result<usize, SubmitError> {
+    let (tx, rx) = mpsc::channel();
+    for p in paths {
+        let tx = tx.clone();
+        pool.submit(Job::new(p.clone(), move |r| {
+            let _ = tx.send(r.is_ok());
+        }))?;
+    }
+    drop(tx);
+    Ok(rx.iter().filter(|ok| !ok).count())
 }

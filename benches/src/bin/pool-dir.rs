@@ -14,10 +14,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::Instant;
 
-use hasher::{HashPool, Job, PoolConfig};
+use hasher::{HashPool, PoolConfig};
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -30,19 +29,6 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// One pass of the pool over `paths`; the number of files that failed to hash.
-fn pass(pool: &HashPool, paths: &[PathBuf]) -> Result<usize, hasher::SubmitError> {
-    let (tx, rx) = mpsc::channel();
-    for p in paths {
-        let tx = tx.clone();
-        pool.submit(Job::new(p.clone(), move |r| {
-            let _ = tx.send(r.is_ok());
-        }))?;
-    }
-    drop(tx);
-    Ok(rx.iter().filter(|ok| !ok).count())
 }
 
 fn main() -> ExitCode {
@@ -74,7 +60,7 @@ fn main() -> ExitCode {
     let mut secs = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        match pass(&pool, &paths) {
+        match benches::hash_all(&pool, &paths) {
             Ok(0) => secs.push(start.elapsed().as_secs_f64()),
             Ok(failed) => {
                 eprintln!("pool-dir: {failed} files failed to hash");
