@@ -29,6 +29,10 @@ use crate::store::{Entry, Op, Store, StoreError};
 /// Messages taken from one channel per turn of the loop, so the pump's fixed cost is shared.
 const BATCH: usize = 1024;
 
+/// Accepted store changes committed in one transaction at most; the overlay and the list of
+/// changes are sized for it once, and reused from batch to batch.
+const COMMIT_OPS: usize = 8192;
+
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -185,9 +189,9 @@ impl Engine {
             settle: Settle::new(cfg.settle_delay),
             cfg,
             store,
-            overlay: PathMap::new(),
+            overlay: PathMap::with_capacity(COMMIT_OPS),
             reader: None,
-            ops: Vec::new(),
+            ops: Vec::with_capacity(COMMIT_OPS),
             last_flush: Instant::now(),
             last_sync: Instant::now(),
             unsynced: false,
@@ -522,7 +526,7 @@ impl Engine {
         // Commit in batches, by count or age, or once everything is quiet; fsync at most every
         // two seconds while busy.
         let idle = self.is_idle();
-        if self.ops.len() >= 8192
+        if self.ops.len() >= COMMIT_OPS
             || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(500))
             || (idle && (!self.ops.is_empty() || self.unsynced))
         {
@@ -1150,9 +1154,11 @@ impl Engine {
         if self.ops.is_empty() && !(durable && self.unsynced) {
             return Ok(());
         }
-        let ops = std::mem::take(&mut self.ops);
         self.reader = None;
-        tokio::task::block_in_place(|| self.store.apply_with(&ops, durable))?;
+        let (store, ops) = (&self.store, &self.ops);
+        tokio::task::block_in_place(|| store.apply_with(ops, durable))?;
+        // Cleared, not replaced: both keep their room for the next batch.
+        self.ops.clear();
         self.overlay.clear();
         let now = Instant::now();
         self.last_flush = now;

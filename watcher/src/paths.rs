@@ -34,6 +34,14 @@ impl<V> PathMap<V> {
         Self::default()
     }
 
+    /// An empty map with room for `n` paths, for a map that is filled and cleared over and over:
+    /// up to `n` it does not grow (and rehash, touching fresh pages) while it fills.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            inner: HashMap::with_capacity_and_hasher(n, State::default()),
+        }
+    }
+
     /// The value for `path`.
     pub fn get(&self, path: &Path) -> Option<&V> {
         self.inner.get(path.as_os_str())
