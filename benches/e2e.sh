@@ -51,9 +51,7 @@ scenario_large() {
   cat "$data"/*/* > /dev/null
   for _ in $(seq "$RUNS"); do rm -rf "$WORK/s"; run_once "$data" "$WORK/s"; done > "$WORK/r"
   local m; m=$(awk '{print $1}' "$WORK/r" | median)
-  # The single-thread baseline on the very same files: page-cache state changes read speed (files
-  # the criterion bench has just written read faster than ones cached for a while), so only a
-  # ratio over one set of files means anything.
+  # The single-thread baseline on the very same files (see the top of this file).
   for _ in $(seq "$RUNS"); do rm -rf "$WORK/s"; HASH_THREADS=1 run_once "$data" "$WORK/s"; done > "$WORK/r1"
   local m1; m1=$(awk '{print $1}' "$WORK/r1" | median)
   echo "once, 3 x 256 MiB, fresh state: median ${m}s = $(python3 -c "print(round(768/1024/$m, 3))") GiB/s; with HASH_THREADS=1 ${m1}s: $(python3 -c "print(round($m1/$m, 2))")x"

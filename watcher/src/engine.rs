@@ -29,8 +29,8 @@ use crate::store::{Entry, Op, Store, StoreError};
 /// Messages taken from one channel per turn of the loop, so the pump's fixed cost is shared.
 const BATCH: usize = 1024;
 
-/// Accepted store changes committed in one transaction at most; the overlay and the list of
-/// changes are sized for it once, and reused from batch to batch.
+/// A commit is due once this many accepted store changes wait; the overlay and the list of
+/// changes are sized for that once, and reused from batch to batch.
 const COMMIT_OPS: usize = 8192;
 
 /// Settings the pipeline needs.

@@ -151,23 +151,20 @@ fn broker_restart_mid_stream_loses_nothing() {
     writer.join().unwrap();
 
     let admin = rt.block_on(Admin::connect());
-    // Only the deliveries that are new since the last call are parsed (see `take_until`).
-    let (mut seen, mut paths) = (0, HashSet::new());
-    let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(90), |g| {
+    // The message ids seen per path, from the deliveries that are new since the last call
+    // only (see `take_until`).
+    let mut by_path: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut seen = 0;
+    rt.block_on(admin.take_until(&queue, Duration::from_secs(90), |g| {
         for d in &g[seen..] {
-            paths.insert(body(d)["file_info"]["path"].as_str().unwrap().to_owned());
+            by_path
+                .entry(body(d)["file_info"]["path"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(d.properties.message_id().as_ref().unwrap().to_string());
         }
         seen = g.len();
-        paths.len() >= N
+        by_path.len() >= N
     }));
-    let mut by_path: HashMap<String, HashSet<String>> = HashMap::new();
-    for d in &got {
-        let path = body(d)["file_info"]["path"].as_str().unwrap().to_owned();
-        by_path
-            .entry(path)
-            .or_default()
-            .insert(d.properties.message_id().as_ref().unwrap().to_string());
-    }
     if by_path.len() < N {
         // Tell a slow consumer (messages still queued) from a loss (nothing left to read).
         let still_queued = rt.block_on(admin.depth(&queue));

@@ -12,24 +12,11 @@
 //! Prints the median seconds of RUNS passes (default 5) over every file, paths collected
 //! beforehand, so the walk is not timed: only open, read, hash and close, as in the criterion bench.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use hasher::{HashPool, PoolConfig};
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect(&entry.path(), out)?;
-        } else if kind.is_file() {
-            out.push(entry.path());
-        }
-    }
-    Ok(())
-}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -46,9 +33,15 @@ fn main() -> ExitCode {
         }
     };
     let mut paths = Vec::new();
-    if let Err(e) = collect(&dir, &mut paths) {
-        eprintln!("pool-dir: cannot list {}: {e}", dir.display());
-        return ExitCode::FAILURE;
+    for entry in walkdir::WalkDir::new(&dir) {
+        match entry {
+            Ok(e) if e.file_type().is_file() => paths.push(e.into_path()),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("pool-dir: cannot list {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let pool = match HashPool::new(PoolConfig::default()) {
         Ok(pool) => pool,
