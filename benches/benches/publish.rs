@@ -193,7 +193,7 @@ fn message(i: usize) -> Message {
         &dir,
         &path,
         None,
-        &facts,
+        facts,
         at,
     )
 }

@@ -182,7 +182,9 @@ impl Message {
     /// # Errors
     /// Only if serde_json fails, which plain strings cannot make it do.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&self.envelope)
+        let mut out = Vec::with_capacity(512);
+        self.envelope.write_json(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -191,14 +193,15 @@ const MESSAGE_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6a0f_3c2e_5b1d_4e8a_9c77_0d2f_41b6_e913);
 
 impl Envelope {
-    /// Builds the message for one event.
+    /// Builds the message for one event. The facts are moved in: their digest strings become
+    /// the envelope's own.
     pub fn build(
         event_type: EventType,
         instance_id: &str,
         watched_directory: &Path,
         path: &Path,
         old_path: Option<&Path>,
-        facts: &FileFacts,
+        facts: FileFacts,
         at: DateTime<Utc>,
     ) -> Message {
         let (path_s, path_b64) = path_strings(path.as_os_str());
@@ -215,11 +218,22 @@ impl Envelope {
             .unwrap_or_default();
         let extension = path
             .extension()
-            .map(|e| format!(".{}", String::from_utf8_lossy(e.as_bytes())))
+            .map(|e| {
+                let e = String::from_utf8_lossy(e.as_bytes());
+                let mut dotted = String::with_capacity(e.len() + 1);
+                dotted.push('.');
+                dotted.push_str(&e);
+                dotted
+            })
             .unwrap_or_default();
+        let mut uuid = uuid::Uuid::encode_buffer();
+        let correlation_id = uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut uuid)
+            .to_owned();
 
         Message::new(Envelope {
-            correlation_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id,
             timestamp: at.to_rfc3339_opts(SecondsFormat::Micros, true),
             event_type,
             instance_id: instance_id.to_owned(),
@@ -232,10 +246,75 @@ impl Envelope {
                 name,
                 extension,
                 size_bytes: facts.size.to_string(),
-                sha256_hash: facts.sha256_hex.clone(),
-                xxh128_hash: facts.xxh128_hex.clone(),
+                sha256_hash: facts.sha256_hex,
+                xxh128_hash: facts.xxh128_hex,
             },
         })
+    }
+
+    /// Appends the envelope as one compact JSON object, byte for byte what `serde_json` writes
+    /// for it (a unit test holds the two equal).
+    ///
+    /// Every event is serialized, and serde_json's string writer looks up an escape table byte
+    /// by byte; here a string is checked in one pass and copied whole when nothing in it needs
+    /// escaping, which is every digest, id and timestamp and nearly every path. The rare string
+    /// with a quote, backslash or control character goes through serde_json's own escaping.
+    ///
+    /// # Errors
+    /// Only if serde_json fails on such a string, which it cannot for a `&str` into a `Vec`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let info = &self.file_info;
+        out.extend_from_slice(b"{\"correlation_id\":");
+        json_str(out, &self.correlation_id)?;
+        out.extend_from_slice(b",\"timestamp\":");
+        json_str(out, &self.timestamp)?;
+        out.extend_from_slice(b",\"event_type\":");
+        json_str(out, self.event_type.as_str())?;
+        out.extend_from_slice(b",\"instance_id\":");
+        json_str(out, &self.instance_id)?;
+        out.extend_from_slice(b",\"watched_directory\":");
+        json_str(out, &self.watched_directory)?;
+        out.extend_from_slice(b",\"file_info\":{\"path\":");
+        json_str(out, &info.path)?;
+        for (key, value) in [
+            (&b",\"path_base64\":"[..], &info.path_base64),
+            (b",\"old_path\":", &info.old_path),
+            (b",\"old_path_base64\":", &info.old_path_base64),
+        ] {
+            if let Some(v) = value {
+                out.extend_from_slice(key);
+                json_str(out, v)?;
+            }
+        }
+        out.extend_from_slice(b",\"name\":");
+        json_str(out, &info.name)?;
+        out.extend_from_slice(b",\"extension\":");
+        json_str(out, &info.extension)?;
+        out.extend_from_slice(b",\"size_bytes\":");
+        json_str(out, &info.size_bytes)?;
+        out.extend_from_slice(b",\"sha256_hash\":");
+        json_str(out, &info.sha256_hash)?;
+        out.extend_from_slice(b",\"xxh128_hash\":");
+        json_str(out, &info.xxh128_hash)?;
+        out.extend_from_slice(b"}}");
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string. The check runs over every byte without an early exit, so the
+/// compiler can vectorize it; JSON must escape exactly `"`, `\` and bytes below 0x20.
+fn json_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)
     }
 }
 
@@ -285,7 +364,7 @@ mod tests {
             Path::new("/d"),
             Path::new("/d/a.mp3"),
             None,
-            &facts(),
+            facts(),
             at(),
         );
         assert_eq!(m.envelope.timestamp, "2025-08-28T10:00:00.123456Z");
@@ -306,7 +385,7 @@ mod tests {
                 Path::new("/d"),
                 Path::new(p),
                 old.map(Path::new),
-                &facts(),
+                facts(),
                 at(),
             )
         };
@@ -340,7 +419,7 @@ mod tests {
             Path::new("/d"),
             Path::new(OsStr::from_bytes(&raw)),
             Some(Path::new(OsStr::from_bytes(&old))),
-            &facts(),
+            facts(),
             at(),
         );
         let mut input = b"music\0file_moved\0".to_vec();
@@ -361,7 +440,7 @@ mod tests {
                 Path::new("/d"),
                 Path::new(&m.envelope.file_info.path),
                 Some(Path::new(m.envelope.file_info.old_path.as_deref().unwrap())),
-                &facts(),
+                facts(),
                 at(),
             )
             .message_id()
@@ -378,7 +457,7 @@ mod tests {
             Path::new("/d"),
             &p,
             None,
-            &facts(),
+            facts(),
             at(),
         );
         let info = &m.envelope.file_info;
@@ -390,6 +469,61 @@ mod tests {
         assert_eq!(info.extension, ".mp3");
     }
 
+    /// The hand-written JSON is byte for byte serde_json's, for every event shape and for
+    /// names that need escaping, are not UTF-8, or are plain.
+    #[test]
+    fn write_json_matches_serde_json_byte_for_byte() {
+        let odd = [
+            "/d/plain.flac".to_owned(),
+            "/d/quote\"d.mp3".to_owned(),
+            "/d/back\\slash.ogg".to_owned(),
+            "/d/line\nfeed\ttab.wav".to_owned(),
+            "/d/ctl\u{1}\u{1f}\u{7f}.m4a".to_owned(),
+            "/d/caf\u{e9} \u{1f3b5} \u{2028}.opus".to_owned(),
+            "/d/README".to_owned(),
+            "/d/.hidden".to_owned(),
+            // Every byte below 0x80 in one name, the set JSON's escaping is about.
+            format!(
+                "/d/{}",
+                (1u8..0x80)
+                    .map(char::from)
+                    .filter(|c| *c != '/')
+                    .collect::<String>()
+            ),
+        ];
+        let mut paths: Vec<std::path::PathBuf> = odd.iter().map(Into::into).collect();
+        paths.push(OsString::from_vec(b"/d/caf\xe9\\\"x.mp3".to_vec()).into());
+        for event in EventType::ALL {
+            for (i, path) in paths.iter().enumerate() {
+                let old = matches!(event, EventType::FileMoved | EventType::FileRenamed)
+                    .then(|| &paths[(i + 1) % paths.len()]);
+                for instance in ["music", "odd \"id\"\\"] {
+                    let m = Envelope::build(
+                        event,
+                        instance,
+                        Path::new("/d\n"),
+                        path,
+                        old.map(|p| p.as_path()),
+                        facts(),
+                        at(),
+                    );
+                    let mut ours = Vec::new();
+                    m.envelope.write_json(&mut ours).unwrap();
+                    let theirs = serde_json::to_vec(&m.envelope).unwrap();
+                    assert_eq!(
+                        String::from_utf8(ours).unwrap(),
+                        String::from_utf8(theirs).unwrap(),
+                        "{event} {path:?}"
+                    );
+                    assert_eq!(
+                        m.to_json().unwrap(),
+                        serde_json::to_vec(&m.envelope).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_extension_is_empty_string() {
         let m = Envelope::build(
@@ -398,7 +532,7 @@ mod tests {
             Path::new("/d"),
             Path::new("/d/README"),
             None,
-            &facts(),
+            facts(),
             at(),
         );
         assert_eq!(m.envelope.file_info.extension, "");

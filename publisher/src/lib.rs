@@ -27,7 +27,7 @@
 //!     "/data/music".as_ref(),
 //!     "/data/music/abc.txt".as_ref(),
 //!     None,
-//!     &facts,
+//!     facts,
 //!     at,
 //! );
 //! assert_eq!(msg.envelope.file_info.extension, ".txt");

@@ -33,7 +33,7 @@ impl StdoutSink {
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         buf.clear();
         for msg in msgs {
-            serde_json::to_writer(&mut *buf, &msg.envelope)?;
+            msg.envelope.write_json(&mut buf)?;
             buf.push(b'\n');
         }
         let mut out = std::io::stdout().lock();

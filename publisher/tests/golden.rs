@@ -27,7 +27,7 @@ fn build(t: EventType, path: &Path, old: Option<&Path>) -> Message {
         Path::new("/data/music"),
         path,
         old,
-        &facts(),
+        facts(),
         at,
     );
     m.envelope.correlation_id = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b".into();

@@ -1050,7 +1050,7 @@ impl Engine {
             &self.cfg.data_dir,
             &path,
             old.as_deref(),
-            &facts,
+            facts,
             chrono::Utc::now(),
         );
         // Sent by the next pump, together with everything else queued this turn: stdout then

@@ -45,7 +45,7 @@ pub fn message(instance_id: &str, event_type: EventType, i: usize) -> Message {
     };
     let at = chrono::Utc.with_ymd_and_hms(2025, 8, 28, 10, 0, 0).unwrap()
         + chrono::Duration::microseconds(i as i64);
-    Envelope::build(event_type, instance_id, &dir, &path, old_path, &facts, at)
+    Envelope::build(event_type, instance_id, &dir, &path, old_path, facts, at)
 }
 
 pub fn header<'a>(d: &'a Delivery, key: &str) -> Option<&'a AMQPValue> {
