@@ -5,6 +5,15 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use watcher::config::Config;
 
+/// jemalloc instead of glibc's malloc. The pipeline thread allocates a handful of small strings
+/// and paths per event and frees them a moment later, often on another thread; glibc spent 150 to
+/// 350 instructions per call on that pattern, plus free-list consolidation, a quarter of the
+/// pipeline thread's instructions (callgrind). With jemalloc, 10,000 small files run about 6%
+/// faster and 100,000 about 12%, for about 10 MiB more peak RSS (34 to 44 MiB on 100,000 files).
+/// mimalloc was tried before and dropped: as fast, but it doubled peak RSS.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let mut cfg = match Config::try_parse() {
         Ok(c) => c,

@@ -11,6 +11,7 @@
 //! ```
 //! Prints the median seconds of RUNS passes (default 5) over every file, paths collected
 //! beforehand, so the walk is not timed: only open, read, hash and close, as in the criterion bench.
+//! `HASH_THREADS` sets the pool's threads, as it does the service's (default: one per core).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +44,16 @@ fn main() -> ExitCode {
             }
         }
     }
-    let pool = match HashPool::new(PoolConfig::default()) {
+    // The same thread count the service takes, so a ratio can be taken at any HASH_THREADS.
+    let mut config = PoolConfig::default();
+    if let Some(threads) = std::env::var("HASH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .filter(|&t: &usize| t > 0)
+    {
+        config.threads = threads;
+    }
+    let pool = match HashPool::new(config) {
         Ok(pool) => pool,
         Err(e) => {
             eprintln!("pool-dir: cannot start the hash pool: {e}");
