@@ -30,9 +30,14 @@ PY
 }
 
 run_once() { # data state -> prints "seconds peak_kib lines"
-  /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" --data-dir "$1" --state-dir "$2" --once \
+  # Wall time from the clock in nanoseconds: /usr/bin/time's %e has a resolution of 10 ms, a
+  # sixth of a 10,000-file run. /usr/bin/time still gives the peak RSS.
+  local start end
+  start=$(date +%s%N)
+  /usr/bin/time -f '%M' -o "$WORK/time" "$BIN" --data-dir "$1" --state-dir "$2" --once \
     --sink stdout --http-addr off --log-level ERROR > "$WORK/out"
-  echo "$(cat "$WORK/time") $(wc -l < "$WORK/out")"
+  end=$(date +%s%N)
+  echo "$(awk -v ns=$((end - start)) 'BEGIN { printf "%.4f", ns / 1e9 }') $(cat "$WORK/time") $(wc -l < "$WORK/out")"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
