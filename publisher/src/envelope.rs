@@ -264,41 +264,53 @@ impl Envelope {
     /// Only if serde_json fails on such a string, which it cannot for a `&str` into a `Vec`.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let info = &self.file_info;
-        out.extend_from_slice(b"{\"correlation_id\":");
-        json_str(out, &self.correlation_id)?;
-        out.extend_from_slice(b",\"timestamp\":");
-        json_str(out, &self.timestamp)?;
-        out.extend_from_slice(b",\"event_type\":");
-        json_str(out, self.event_type.as_str())?;
-        out.extend_from_slice(b",\"instance_id\":");
-        json_str(out, &self.instance_id)?;
-        out.extend_from_slice(b",\"watched_directory\":");
-        json_str(out, &self.watched_directory)?;
-        out.extend_from_slice(b",\"file_info\":{\"path\":");
-        json_str(out, &info.path)?;
-        for (key, value) in [
-            (&b",\"path_base64\":"[..], &info.path_base64),
-            (b",\"old_path\":", &info.old_path),
-            (b",\"old_path_base64\":", &info.old_path_base64),
-        ] {
-            if let Some(v) = value {
-                out.extend_from_slice(key);
-                json_str(out, v)?;
-            }
+        // In the order serde writes them; absent optional fields are left out, as serde's
+        // `skip_serializing_if` does.
+        let top = [
+            ("correlation_id", self.correlation_id.as_str()),
+            ("timestamp", &self.timestamp),
+            ("event_type", self.event_type.as_str()),
+            ("instance_id", &self.instance_id),
+            ("watched_directory", &self.watched_directory),
+        ];
+        let file = [
+            ("path", Some(info.path.as_str())),
+            ("path_base64", info.path_base64.as_deref()),
+            ("old_path", info.old_path.as_deref()),
+            ("old_path_base64", info.old_path_base64.as_deref()),
+            ("name", Some(&info.name)),
+            ("extension", Some(&info.extension)),
+            ("size_bytes", Some(&info.size_bytes)),
+            ("sha256_hash", Some(&info.sha256_hash)),
+            ("xxh128_hash", Some(&info.xxh128_hash)),
+        ];
+        out.push(b'{');
+        for (key, value) in top {
+            json_key(out, key);
+            json_str(out, value)?;
+            out.push(b',');
         }
-        out.extend_from_slice(b",\"name\":");
-        json_str(out, &info.name)?;
-        out.extend_from_slice(b",\"extension\":");
-        json_str(out, &info.extension)?;
-        out.extend_from_slice(b",\"size_bytes\":");
-        json_str(out, &info.size_bytes)?;
-        out.extend_from_slice(b",\"sha256_hash\":");
-        json_str(out, &info.sha256_hash)?;
-        out.extend_from_slice(b",\"xxh128_hash\":");
-        json_str(out, &info.xxh128_hash)?;
+        out.extend_from_slice(b"\"file_info\":{");
+        let mut first = true;
+        for (key, value) in file {
+            let Some(value) = value else { continue };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            json_key(out, key);
+            json_str(out, value)?;
+        }
         out.extend_from_slice(b"}}");
         Ok(())
     }
+}
+
+/// Appends `"key":` for one of the envelope's own field names, which never need escaping.
+fn json_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Appends `s` as a JSON string. The check runs over every byte without an early exit, so the
