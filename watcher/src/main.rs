@@ -9,7 +9,8 @@ use watcher::config::Config;
 /// and paths per event and frees them a moment later, often on another thread; glibc spent 150 to
 /// 350 instructions per call on that pattern, plus free-list consolidation, a quarter of the
 /// pipeline thread's instructions (callgrind). With jemalloc, 10,000 small files run about 6%
-/// faster and 100,000 about 12%, for about 10 MiB more peak RSS (34 to 44 MiB on 100,000 files).
+/// faster and 100,000 about 12%, for more peak RSS: 34 to 44 MiB on 100,000 files, 58 to 71 MiB
+/// on a million.
 /// mimalloc was tried before and dropped: as fast, but it doubled peak RSS.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
