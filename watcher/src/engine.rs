@@ -1267,12 +1267,11 @@ mod tests {
         e.finish_scan_if_done().unwrap();
         assert_eq!(scan_paths(&e), 1, "only the path still settling is kept");
 
-        // More found within the half second: not looked through again yet.
-        e.scan
-            .as_mut()
-            .unwrap()
-            .paths
-            .insert(PathBuf::from("/data/g"));
+        // More found within the half second: not looked through again yet. The last check is
+        // put in the future, so this does not depend on how fast the test runs.
+        let scan = e.scan.as_mut().unwrap();
+        scan.paths.insert(PathBuf::from("/data/g"));
+        scan.last_check = Some(Instant::now() + Duration::from_secs(3600));
         e.finish_scan_if_done().unwrap();
         assert_eq!(scan_paths(&e), 2);
 
