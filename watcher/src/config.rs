@@ -53,6 +53,17 @@ pub enum WatchMode {
     Poll,
 }
 
+impl WatchMode {
+    /// The setting's spelling, for logs and the `file_watcher_info` metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Poll => "poll",
+        }
+    }
+}
+
 /// Where envelopes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SinkKind {
@@ -73,7 +84,10 @@ pub enum SinkKind {
     name = "file-watcher",
     version,
     max_term_width = 100,
-    args_override_self = true
+    args_override_self = true,
+    after_help = "Subcommand:\n  file-watcher healthcheck [--http-addr ADDR] [--timeout 3s]\n      Asks a \
+running instance's /health/ready; exits 0 when ready, 1 when not (for Docker HEALTHCHECK,\n      \
+Compose healthchecks and Kubernetes exec probes). See file-watcher healthcheck --help."
 )]
 pub struct Config {
     /// Identifies this instance in messages, logs and the broker connection name. When unset,
@@ -199,7 +213,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration as `500ms`, `2s`, `5m`, `1h`, or plain seconds.
+///
+/// # Errors
+/// A message saying which forms are accepted.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));

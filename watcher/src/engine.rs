@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::change::Change;
 use crate::filter::Filter;
 use crate::handoff::Handoff;
-use crate::hints::RescanFlag;
+use crate::hints::{RescanCause, RescanFlag};
 use crate::paths::{PathMap, PathSet};
 use crate::scan::{self, ScanMsg};
 use crate::settle::{Observed, Origin, Pending, Settle};
@@ -81,12 +81,17 @@ struct HashWork {
     /// Queued by a scan without a stat: report it only if the hash's stamp shows an mtime older
     /// than the settle delay; otherwise it goes back to settling.
     confirm_settled: bool,
+    /// When the first hint about the path arrived (for the event-latency metric).
+    since: Instant,
 }
 
 struct Outgoing {
+    /// The event's path, then its old path for a move.
     busy: Vec<PathBuf>,
     ops: Vec<Op>,
     event: EventType,
+    /// When the first hint behind this event arrived.
+    since: Instant,
 }
 
 struct Delivered {
@@ -122,8 +127,9 @@ pub struct Engine {
     settle: Settle,
     busy: PathSet,
     pool: Arc<HashPool>,
-    /// Hashes in the pool, by job number (the path stays here; the job carries its own copy).
-    hashing: HashMap<u64, (PathBuf, HashWork)>,
+    /// Hashes in the pool, by job number (the path stays here; the job carries its own copy),
+    /// with the time each was handed to the pool.
+    hashing: HashMap<u64, (PathBuf, HashWork, Instant)>,
     next_job: u64,
     hash_queue: VecDeque<(PathBuf, HashWork)>,
     /// Hash outcomes on their way back from the pool, and a buffer to take them into.
@@ -156,6 +162,9 @@ pub struct Engine {
     fatal: Option<EngineError>,
     stats: Arc<Stats>,
     last_progress: Instant,
+    /// When the first hint behind the decision being made now arrived: set before a settled
+    /// path, a scan's find or a hash result is decided, read by `emit` for the latency metric.
+    since: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -224,6 +233,7 @@ impl Engine {
             fatal: None,
             stats,
             last_progress: Instant::now(),
+            since: Instant::now(),
         }
     }
 
@@ -300,6 +310,9 @@ impl Engine {
                 }
                 () = self.rescan.raised() => {}
                 _ = async { match rescan_tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                    let cause = if self.cfg.polling { RescanCause::Poll } else { RescanCause::Periodic };
+                    self.stats.rescan(cause);
+                    tracing::debug!(cause = cause.as_str(), "rescan scheduled: {}", cause.advice());
                     self.scan_owed = true;
                 }
                 () = tokio::time::sleep(wake) => {}
@@ -400,6 +413,7 @@ impl Engine {
                 }
             }
             ScanMsg::Found(p, stamp, known) => {
+                self.since = Instant::now();
                 // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
                 let recorded = match self.overlay.get(&p) {
                     Some(v) => *v,
@@ -441,12 +455,17 @@ impl Engine {
                             origin,
                             renamed_from: None,
                             confirm_settled: true,
+                            since: self.since,
                         },
                     ),
                     _ => self.settle.insert_quiet(p, origin, Instant::now()),
                 }
             }
+            ScanMsg::Progress { files } => {
+                self.stats.scan_files_seen.set(gauge_value(files));
+            }
             ScanMsg::Done { files, unchanged } => {
+                self.stats.scan_files_seen.set(gauge_value(files));
                 scan.walk_done = true;
                 scan.files = files;
                 scan.unchanged = unchanged;
@@ -495,8 +514,14 @@ impl Engine {
             return Err(e);
         }
         let now = Instant::now();
-        if self.rescan.take() {
-            self.stats.rescans_requested.inc();
+        self.since = now;
+        for cause in self.rescan.take() {
+            self.stats.rescan(cause);
+            tracing::warn!(
+                cause = cause.as_str(),
+                "rescan scheduled: {}",
+                cause.advice()
+            );
             self.scan_owed = true;
         }
         if self.scan_owed && self.scan.is_none() && !(self.cfg.once && self.scans_run > 0) {
@@ -513,9 +538,11 @@ impl Engine {
             }
             let (seen, stamp) = look(&path);
             if let Some(p) = self.settle.check(&path, seen, now, SystemTime::now()) {
+                self.since = p.first_hint;
                 self.settled(path, p, seen, stamp)?;
             }
         }
+        self.since = now;
         self.expire_limbo(now)?;
         self.start_hashes();
         // Deliver before judging whether the scan is done (its paths are busy until accepted),
@@ -565,6 +592,9 @@ impl Engine {
         self.scans_run += 1;
         let label = if initial { "initial" } else { "reconcile" };
         tracing::info!(scan = label, dir = %self.cfg.data_dir.display(), "scan started");
+        self.stats.scan_running.set(1);
+        self.stats.scan_files_seen.set(0);
+        self.stats.scan_files_todo.set(0);
         self.scan = Some(ScanState {
             started: Some(Instant::now()),
             initial,
@@ -615,6 +645,9 @@ impl Engine {
             let (busy, settle) = (&self.busy, &self.settle);
             scan.paths
                 .retain(|p| busy.contains(p) || settle.contains(p));
+            self.stats
+                .scan_files_todo
+                .set(gauge_value(scan.paths.len() as u64));
         }
         if !scan.walk_done || !scan.paths.is_empty() {
             return Ok(());
@@ -646,6 +679,8 @@ impl Engine {
             "scan finished"
         );
         self.stats.scans.inc();
+        self.stats.scan_running.set(0);
+        self.stats.scan_files_todo.set(0);
         if scan.initial {
             self.stats.initial_scan_done.store(true, Ordering::Relaxed);
         }
@@ -718,6 +753,7 @@ impl Engine {
                                     origin: Origin::Live,
                                     renamed_from: Some((from, old)),
                                     confirm_settled: false,
+                                    since: self.since,
                                 },
                             );
                             return Ok(());
@@ -750,6 +786,7 @@ impl Engine {
             origin,
             renamed_from: None,
             confirm_settled: false,
+            since: self.since,
         };
         self.queue_hash(path, work);
     }
@@ -883,7 +920,7 @@ impl Engine {
             self.handoff.submitted();
             match self.pool.try_submit(job) {
                 Ok(()) => {
-                    self.hashing.insert(id, (path, work));
+                    self.hashing.insert(id, (path, work, Instant::now()));
                 }
                 Err(e) => {
                     // Full (racing another submitter) or closed: try again on the next pump.
@@ -913,9 +950,13 @@ impl Engine {
     }
 
     fn hashed(&mut self, done: HashDone) {
-        let Some((path, work)) = self.hashing.remove(&done.id) else {
+        let Some((path, work, submitted)) = self.hashing.remove(&done.id) else {
             return;
         };
+        self.stats
+            .hash_seconds
+            .observe(submitted.elapsed().as_secs_f64());
+        self.since = work.since;
         let h = match done.result {
             Ok(h) => h,
             Err(HashError::Changed { .. } | HashError::NotFound { .. }) => {
@@ -1055,7 +1096,16 @@ impl Engine {
         );
         // Sent by the next pump, together with everything else queued this turn: stdout then
         // writes one batch with one flush instead of a write per event.
-        self.outbox.push_back((msg, Outgoing { busy, ops, event }));
+        let since = self.since;
+        self.outbox.push_back((
+            msg,
+            Outgoing {
+                busy,
+                ops,
+                event,
+                since,
+            },
+        ));
     }
 
     fn start_deliveries(&mut self) {
@@ -1126,8 +1176,26 @@ impl Engine {
             self.busy.remove(b);
         }
         self.stats.event(out.event);
-        if let Some(p) = out.ops.first().map(Op::path) {
-            tracing::debug!(event = %out.event, path = %p.display(), "reported");
+        self.stats
+            .event_latency
+            .observe(out.since.elapsed().as_secs_f64());
+        if let Some(path) = out.busy.first() {
+            // One INFO line per reported change, as the deployment guide shows them; WARNING
+            // silences them.
+            let message = log_message(out.event);
+            match out.busy.get(1) {
+                Some(old) => tracing::info!(
+                    event_type = out.event.as_str(),
+                    path = %path.display(),
+                    old_path = %old.display(),
+                    "{message}"
+                ),
+                None => tracing::info!(
+                    event_type = out.event.as_str(),
+                    path = %path.display(),
+                    "{message}"
+                ),
+            }
         }
         self.record(out.ops);
     }
@@ -1169,6 +1237,25 @@ impl Engine {
             self.unsynced = true;
         }
         Ok(())
+    }
+}
+
+/// A count as a gauge value (gauges are signed).
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The message of the INFO line that reports an event ("File discovered", as the deployment
+/// guide's example log line has it).
+fn log_message(event: EventType) -> &'static str {
+    match event {
+        EventType::FileDiscovered => "File discovered",
+        EventType::FileCreated => "File created",
+        EventType::FileModified => "File modified",
+        EventType::FileDeleted => "File deleted",
+        EventType::FileMoved => "File moved",
+        EventType::FileRenamed => "File renamed",
+        _ => "File changed",
     }
 }
 

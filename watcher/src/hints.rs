@@ -5,7 +5,7 @@
 //! so an event that did not fit is recovered by a reconciliation scan, never silently dropped.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
@@ -15,23 +15,83 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::change::Change;
 
-/// Shared between the callback and the pipeline: set when a rescan is owed.
+/// Why a full rescan was asked for. The first three mean events were lost; the last two are
+/// scheduled. Each is a label value of `file_watcher_rescans_total` and is logged once per
+/// rescan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescanCause {
+    /// The kernel's inotify queue overflowed (`fs.inotify.max_queued_events`).
+    KernelOverflow,
+    /// Our hint queue (HINT_QUEUE) was full when an event arrived.
+    HintQueueFull,
+    /// The watcher reported an error.
+    WatcherError,
+    /// RECONCILE_INTERVAL elapsed.
+    Periodic,
+    /// POLL_INTERVAL elapsed in poll mode.
+    Poll,
+}
+
+impl RescanCause {
+    /// Every cause, for creating the metric series up front.
+    pub const ALL: [RescanCause; 5] = [
+        Self::KernelOverflow,
+        Self::HintQueueFull,
+        Self::WatcherError,
+        Self::Periodic,
+        Self::Poll,
+    ];
+
+    /// The metric label and log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KernelOverflow => "kernel_overflow",
+            Self::HintQueueFull => "hint_queue_full",
+            Self::WatcherError => "watcher_error",
+            Self::Periodic => "periodic",
+            Self::Poll => "poll",
+        }
+    }
+
+    /// What an operator can do about it, for the log line.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::KernelOverflow => {
+                "inotify events were lost; raise fs.inotify.max_queued_events if this repeats"
+            }
+            Self::HintQueueFull => "the hint queue was full; raise HINT_QUEUE if this repeats",
+            Self::WatcherError => "the watcher reported an error (logged above)",
+            Self::Periodic => "RECONCILE_INTERVAL elapsed",
+            Self::Poll => "POLL_INTERVAL elapsed",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Shared between the callback and the pipeline: the causes of the rescan that is owed.
 #[derive(Debug, Default)]
 pub struct RescanFlag {
-    needed: AtomicBool,
+    causes: AtomicU8,
     wake: Notify,
 }
 
 impl RescanFlag {
     /// Asks for a rescan and wakes the pipeline.
-    pub fn raise(&self) {
-        self.needed.store(true, Ordering::Release);
+    pub fn raise(&self, cause: RescanCause) {
+        self.causes.fetch_or(cause.bit(), Ordering::AcqRel);
         self.wake.notify_one();
     }
 
-    /// Takes the request, if any.
-    pub fn take(&self) -> bool {
-        self.needed.swap(false, Ordering::AcqRel)
+    /// Takes the request: the causes raised since the last call, none when no rescan is owed.
+    pub fn take(&self) -> Vec<RescanCause> {
+        let bits = self.causes.swap(0, Ordering::AcqRel);
+        RescanCause::ALL
+            .into_iter()
+            .filter(|c| bits & c.bit() != 0)
+            .collect()
     }
 
     /// Waits until a rescan is asked for.
@@ -96,20 +156,20 @@ pub fn start_native(
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
                 for change in convert(&event) {
-                    if let Change::Rescan(why) = change {
-                        tracing::warn!(reason = why, "event queue overflow; scheduling a rescan");
-                        flag.raise();
+                    if let Change::Rescan(_) = change {
+                        // Logged once by the pipeline when it starts the rescan.
+                        flag.raise(RescanCause::KernelOverflow);
                         continue;
                     }
                     if send_tx.try_send(change).is_err() {
                         overflows.inc();
-                        flag.raise();
+                        flag.raise(RescanCause::HintQueueFull);
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "watcher error; scheduling a rescan");
-                flag.raise();
+                flag.raise(RescanCause::WatcherError);
             }
         })
         .map_err(|source| map_err(root, source))?;
@@ -135,6 +195,20 @@ mod tests {
     use super::*;
     use notify::event::{CreateKind, Flag};
     use std::path::PathBuf;
+
+    #[test]
+    fn the_flag_hands_over_each_cause_once() {
+        let flag = RescanFlag::default();
+        assert!(flag.take().is_empty());
+        flag.raise(RescanCause::HintQueueFull);
+        flag.raise(RescanCause::KernelOverflow);
+        flag.raise(RescanCause::HintQueueFull);
+        assert_eq!(
+            flag.take(),
+            vec![RescanCause::KernelOverflow, RescanCause::HintQueueFull]
+        );
+        assert!(flag.take().is_empty());
+    }
 
     #[test]
     fn conversions() {

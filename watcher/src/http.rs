@@ -1,7 +1,7 @@
-//! The HTTP endpoints: liveness, readiness, a JSON status, and Prometheus metrics.
+//! The HTTP endpoints: liveness, readiness (see [`crate::health`] for what it means), a JSON
+//! status, and Prometheus metrics.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -12,21 +12,12 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::stats::Stats;
-
-/// What the sink says about itself: can it take messages right now, and details for `/health`.
-pub type SinkHealth = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
+use crate::health::Health;
 
 /// Everything the handlers read.
 pub struct HttpState {
-    /// INSTANCE_ID.
-    pub instance_id: String,
-    /// DATA_DIR.
-    pub data_dir: String,
-    /// Pipeline counters.
-    pub stats: Arc<Stats>,
-    /// Sink readiness.
-    pub sink: SinkHealth,
+    /// Readiness and the health facts.
+    pub health: Arc<Health>,
     /// The metrics registry.
     pub registry: Registry,
 }
@@ -34,7 +25,7 @@ pub struct HttpState {
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpState")
-            .field("instance_id", &self.instance_id)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -72,53 +63,46 @@ pub async fn serve(
     Ok(())
 }
 
-fn readiness(s: &HttpState) -> (bool, serde_json::Value) {
-    let scanned = s.stats.initial_scan_done.load(Ordering::Relaxed);
-    let store = s.stats.store_ok.load(Ordering::Relaxed);
-    let (sink_ok, sink) = (s.sink)();
-    let ready = scanned && store && sink_ok;
-    (
-        ready,
-        serde_json::json!({
-            "ready": ready,
-            "initial_scan_done": scanned,
-            "store_open": store,
-            "sink": sink,
-        }),
-    )
+async fn ready(State(s): State<Arc<HttpState>>) -> Response {
+    let r = s.health.readiness();
+    (status_code(r.ready), Json(r.body)).into_response()
 }
 
-async fn ready(State(s): State<Arc<HttpState>>) -> Response {
-    let (ok, body) = readiness(&s);
-    let code = if ok {
+fn status_code(ready: bool) -> StatusCode {
+    if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    }
 }
 
 async fn health(State(s): State<Arc<HttpState>>) -> Response {
-    let (ok, mut body) = readiness(&s);
+    let h = &s.health;
+    let r = h.readiness();
+    let mut body = r.body;
     if let Some(obj) = body.as_object_mut() {
+        let st = &h.stats;
         obj.insert(
             "status".into(),
-            if ok { "ok" } else { "starting_or_degraded" }.into(),
+            if r.ready { "ok" } else { "not_ready" }.into(),
         );
-        obj.insert("instance_id".into(), s.instance_id.clone().into());
-        obj.insert("watched_directory".into(), s.data_dir.clone().into());
+        obj.insert("instance_id".into(), h.instance_id.clone().into());
+        obj.insert("watched_directory".into(), h.data_dir.clone().into());
         obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        obj.insert("events_published".into(), s.stats.events_total().into());
-        obj.insert("pending_paths".into(), s.stats.pending.get().into());
-        obj.insert("in_flight_events".into(), s.stats.in_flight.get().into());
-        obj.insert("hashed_files".into(), s.stats.hashed_files.get().into());
+        obj.insert("events_published".into(), st.events_total().into());
+        obj.insert("pending_paths".into(), st.pending.get().into());
+        obj.insert("in_flight_events".into(), st.in_flight.get().into());
+        obj.insert("hashed_files".into(), st.hashed_files.get().into());
+        obj.insert(
+            "scan".into(),
+            serde_json::json!({
+                "running": st.scan_running.get() == 1,
+                "files_seen": st.scan_files_seen.get(),
+                "files_todo": st.scan_files_todo.get(),
+            }),
+        );
     }
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    (status_code(r.ready), Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {

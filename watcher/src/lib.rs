@@ -10,11 +10,14 @@ pub mod config;
 pub mod engine;
 pub mod filter;
 pub mod handoff;
+pub mod health;
+pub mod healthcheck;
 pub mod hints;
 pub mod http;
 pub mod identity;
 pub mod logging;
 pub mod paths;
+pub mod root;
 pub mod scan;
 pub mod settle;
 pub mod stats;
@@ -26,6 +29,10 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SinkKind, WatchMode};
+
+/// How often DATA_DIR is checked for being the directory the instance started on: often enough
+/// for readiness to turn within seconds of an unmount, rarely enough to cost nothing.
+const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the service until SIGTERM/SIGINT (or, with `--once`, until the scan is reported).
 ///
@@ -89,36 +96,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
 
-    let health_sink = Arc::clone(&sink);
-    let sink_health: http::SinkHealth = Arc::new(move || match &*health_sink {
-        publisher::Sink::Amqp(p) => {
-            let st = p.status();
-            (
-                st.connected && !st.blocked,
-                serde_json::json!({
-                    "kind": "amqp",
-                    "connected": st.connected,
-                    "blocked": st.blocked,
-                    "in_flight": st.in_flight,
-                    "acked": st.acked,
-                    "nacked": st.nacked,
-                    "returned": st.returned,
-                    "reconnects": st.reconnects,
-                }),
-            )
-        }
-        _ => (true, serde_json::json!({ "kind": "stdout" })),
-    });
+    let root = Arc::new(
+        root::RootState::record(&cfg.data_dir)
+            .with_context(|| format!("cannot stat DATA_DIR {}", cfg.data_dir.display()))?,
+    );
+    root::watch(Arc::clone(&root), ROOT_CHECK_EVERY, cancel.clone());
     if let Some(addr) = cfg.http_socket_addr() {
-        let mut registry = prometheus_client::registry::Registry::default();
-        stats.register(&mut registry);
-        let state = Arc::new(http::HttpState {
+        let health = Arc::new(health::Health {
             instance_id: id.instance_id.clone(),
             data_dir: cfg.data_dir.display().to_string(),
+            watch_mode: cfg.watch_mode.as_str(),
+            sink_kind: match sink_kind {
+                SinkKind::Amqp => "amqp",
+                SinkKind::Stdout | SinkKind::Auto => "stdout",
+            },
             stats: Arc::clone(&stats),
-            sink: sink_health,
-            registry,
+            sink: Arc::clone(&sink),
+            root,
         });
+        let mut registry = prometheus_client::registry::Registry::default();
+        stats.register(&mut registry);
+        registry.register_collector(Box::new(Arc::clone(&health)));
+        let state = Arc::new(http::HttpState { health, registry });
         http::serve(addr, state, cancel.clone())
             .await
             .with_context(|| {
@@ -137,6 +136,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             WatchMode::Poll => {
                 rescan_every = cfg.poll_interval;
                 polling = true;
+                stats
+                    .polling
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(
                     interval_ms = cfg.poll_interval.as_millis() as u64,
                     "polling for changes"
@@ -161,6 +163,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         tracing::warn!(error = %e, interval_ms = cfg.poll_interval.as_millis() as u64, "falling back to polling");
                         rescan_every = cfg.poll_interval;
                         polling = true;
+                        stats
+                            .polling
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         None
                     }
                     Err(e) => return Err(e.into()),

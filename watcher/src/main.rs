@@ -16,6 +16,14 @@ use watcher::config::Config;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // `healthcheck` runs without the service's settings (no DATA_DIR): it only asks a running
+    // instance, so it is dispatched before the service's arguments are parsed.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "healthcheck")
+    {
+        return ExitCode::from(watcher::healthcheck::main(std::env::args_os().skip(1)));
+    }
     let mut cfg = match Config::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {

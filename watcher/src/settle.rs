@@ -42,6 +42,9 @@ pub struct Pending {
     pub origin: Origin,
     /// The path it was renamed from, when a rename event named one.
     pub old_path: Option<PathBuf>,
+    /// When the first hint (or the scan) about this path arrived: the start of the event
+    /// latency that `/metrics` reports. Later hints coalesce into this entry and keep it.
+    pub first_hint: Instant,
     quiet_since: Instant,
     seq: u64,
     last: Option<Observed>,
@@ -99,6 +102,7 @@ impl Settle {
             None => Pending {
                 origin,
                 old_path: None,
+                first_hint: now,
                 quiet_since: now,
                 seq: 0,
                 last: None,
@@ -117,6 +121,7 @@ impl Settle {
         let p = Pending {
             origin,
             old_path: None,
+            first_hint: now,
             quiet_since: since,
             seq: 0,
             last: None,
@@ -238,8 +243,12 @@ mod tests {
         assert!(s.check(&p, file(200, mt), due_at, wall(mt)).is_none());
         assert!(s.due(due_at + D - Duration::from_millis(1), 10).is_empty());
         // Second look agrees: settled, and gone from the set.
-        let settled = s.check(&p, file(200, mt), due_at + D, wall(mt + 2_000_000_000));
-        assert_eq!(settled.unwrap().origin, Origin::Live);
+        let settled = s
+            .check(&p, file(200, mt), due_at + D, wall(mt + 2_000_000_000))
+            .unwrap();
+        assert_eq!(settled.origin, Origin::Live);
+        // The latency clock started at the first write, not the last or a re-look.
+        assert_eq!(settled.first_hint, t0);
         assert!(s.is_empty());
     }
 

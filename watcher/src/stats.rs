@@ -1,5 +1,9 @@
 //! Counters shared by the pipeline, the logs and the HTTP endpoints. They are Prometheus
 //! metrics from the start, so `/metrics` reads the same numbers the pipeline writes.
+//!
+//! Every labelled family is created with all its label values at zero when [`Stats`] is built,
+//! so a series exists from the first scrape: `rate()` and `absent()` in alert rules work before
+//! the first event, the first error or the first rescan.
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
@@ -7,8 +11,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use publisher::EventType;
+
+use crate::hints::RescanCause;
 
 /// The `event_type` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,8 +31,31 @@ pub struct ErrorLabel {
     pub kind: &'static str,
 }
 
+/// The `cause` label of rescans.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// `kernel_overflow`, `periodic`, …
+    pub cause: &'static str,
+}
+
+/// The per-file error kinds the pipeline counts (`hasher::HashError::label`; a file that
+/// vanished or changed while read goes back to settling instead), created at zero.
+const ERROR_KINDS: [&str; 3] = ["permission_denied", "not_regular", "io"];
+
+/// Upper bounds of the hash-duration buckets, in seconds: from a small file in the page cache
+/// (about 1 ms) to a 4 GiB file read from a slow disk (minutes).
+const HASH_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0,
+];
+
+/// Upper bounds of the event-latency buckets, in seconds. The latency includes the settle delay
+/// (2 s by default), so the buckets are fine around it.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 2.25, 2.5, 3.0, 4.0, 5.0, 10.0, 30.0, 120.0, 600.0,
+];
+
 /// Live counters. Everything is atomic so readers never stall the pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Events accepted by the sink, per type.
     pub events: Family<EventLabel, Counter>,
@@ -39,20 +69,76 @@ pub struct Stats {
     pub touched: Counter,
     /// Full scans completed.
     pub scans: Counter,
-    /// Rescans asked for because events were lost (queue overflow, watcher error).
-    pub rescans_requested: Counter,
+    /// Rescans asked for, by cause.
+    pub rescans: Family<CauseLabel, Counter>,
     /// Filesystem events that found the hint queue full (each one owes a rescan).
     pub hint_overflows: Counter,
     /// Paths waiting to settle.
     pub pending: Gauge,
     /// Messages handed to the sink and not yet accepted.
     pub in_flight: Gauge,
+    /// 1 while a full scan runs.
+    pub scan_running: Gauge,
+    /// Regular files the running (or last) full scan has walked past.
+    pub scan_files_seen: Gauge,
+    /// Files the running scan found new or changed whose work (settle, hash, delivery) is not
+    /// done yet.
+    pub scan_files_todo: Gauge,
+    /// From handing a file to the hash pool until its digests are back (waiting in the pool
+    /// included).
+    pub hash_seconds: Histogram,
+    /// From the first hint about a path (or the scan that found it) until the sink accepted
+    /// its event. Includes the settle delay.
+    pub event_latency: Histogram,
     /// Events handed over in total (sum of `events`), for cheap reads.
     pub events_total: AtomicU64,
     /// The initial scan is over.
     pub initial_scan_done: AtomicBool,
     /// The store is open and writable.
     pub store_ok: AtomicBool,
+    /// Changes are found by polling (WATCH_MODE=poll, or `auto` after inotify ran out).
+    pub polling: AtomicBool,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let stats = Self {
+            events: Family::default(),
+            hashed_files: Counter::default(),
+            hashed_bytes: Counter::default(),
+            file_errors: Family::default(),
+            touched: Counter::default(),
+            scans: Counter::default(),
+            rescans: Family::default(),
+            hint_overflows: Counter::default(),
+            pending: Gauge::default(),
+            in_flight: Gauge::default(),
+            scan_running: Gauge::default(),
+            scan_files_seen: Gauge::default(),
+            scan_files_todo: Gauge::default(),
+            hash_seconds: Histogram::new(HASH_BUCKETS),
+            event_latency: Histogram::new(LATENCY_BUCKETS),
+            events_total: AtomicU64::new(0),
+            initial_scan_done: AtomicBool::new(false),
+            store_ok: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
+        };
+        // Every series from the first scrape, at zero.
+        for t in EventType::ALL {
+            let _ = stats.events.get_or_create(&EventLabel {
+                event_type: t.as_str(),
+            });
+        }
+        for kind in ERROR_KINDS {
+            let _ = stats.file_errors.get_or_create(&ErrorLabel { kind });
+        }
+        for cause in RescanCause::ALL {
+            let _ = stats.rescans.get_or_create(&CauseLabel {
+                cause: cause.as_str(),
+            });
+        }
+        stats
+    }
 }
 
 impl Stats {
@@ -77,6 +163,15 @@ impl Stats {
         self.file_errors.get_or_create(&ErrorLabel { kind }).inc();
     }
 
+    /// Counts one rescan request.
+    pub fn rescan(&self, cause: RescanCause) {
+        self.rescans
+            .get_or_create(&CauseLabel {
+                cause: cause.as_str(),
+            })
+            .inc();
+    }
+
     /// Registers every metric under the `file_watcher` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("file_watcher");
@@ -85,7 +180,7 @@ impl Stats {
         r.register("hashed_bytes", "Bytes hashed", self.hashed_bytes.clone());
         r.register(
             "file_errors",
-            "Files that could not be read, by kind",
+            "Files that could not be read, by kind; the log names each path",
             self.file_errors.clone(),
         );
         r.register(
@@ -95,9 +190,15 @@ impl Stats {
         );
         r.register("scans", "Full scans completed", self.scans.clone());
         r.register(
-            "rescans_requested",
-            "Rescans asked for after lost events",
-            self.rescans_requested.clone(),
+            "rescans",
+            "Full rescans asked for, by cause (kernel_overflow, hint_queue_full, watcher_error \
+             mean lost events; periodic and poll are scheduled)",
+            self.rescans.clone(),
+        );
+        r.register(
+            "hint_overflows",
+            "Filesystem events that found the hint queue full (a rescan recovers them)",
+            self.hint_overflows.clone(),
         );
         r.register(
             "pending_paths",
@@ -108,6 +209,72 @@ impl Stats {
             "in_flight_events",
             "Events handed to the sink and not yet accepted",
             self.in_flight.clone(),
+        );
+        r.register(
+            "scan_running",
+            "1 while a full scan runs",
+            self.scan_running.clone(),
+        );
+        r.register(
+            "scan_files_seen",
+            "Regular files the running or last full scan has walked past",
+            self.scan_files_seen.clone(),
+        );
+        r.register(
+            "scan_files_todo",
+            "New or changed files found by the running scan whose work is not done yet",
+            self.scan_files_todo.clone(),
+        );
+        r.register_with_unit(
+            "hash_duration",
+            "From handing a file to the hash pool until its digests are back",
+            Unit::Seconds,
+            self.hash_seconds.clone(),
+        );
+        r.register_with_unit(
+            "event_latency",
+            "From the first hint about a path until the sink accepted its event (settle delay \
+             included)",
+            Unit::Seconds,
+            self.event_latency.clone(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_labelled_series_exists_before_anything_happens() {
+        let stats = Stats::default();
+        let mut registry = Registry::default();
+        stats.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for t in EventType::ALL {
+            let line = format!(
+                "file_watcher_events_total{{event_type=\"{}\"}} 0",
+                t.as_str()
+            );
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        for c in RescanCause::ALL {
+            let line = format!("file_watcher_rescans_total{{cause=\"{}\"}} 0", c.as_str());
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("file_watcher_file_errors_total{kind=\"permission_denied\"} 0"));
+        assert!(
+            text.contains("file_watcher_hint_overflows_total 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("file_watcher_hash_duration_seconds_count 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("file_watcher_event_latency_seconds_count 0"),
+            "{text}"
         );
     }
 }

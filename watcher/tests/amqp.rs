@@ -272,3 +272,78 @@ fn wrong_password_is_reported_clearly_and_never_printed() {
         "the password leaked into the log:\n{log}"
     );
 }
+
+#[test]
+fn a_connected_instance_is_ready_and_its_broker_metrics_count() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = runtime();
+    let (_keep, data, state) = dirs();
+    for i in 0..20 {
+        std::fs::write(data.join(format!("ep{i:02}.mp3")), format!("episode {i}")).unwrap();
+    }
+    let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
+    let admin = rt.block_on(Admin::connect());
+    rt.block_on(admin.bound_queue(&exchange, &queue));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let w = Watcher::spawn(amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--settle-delay", "1ms", "--http-addr", &addr],
+    ));
+    let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(20), |g| g.len() >= 20));
+    assert_eq!(got.len(), 20, "{}", w.stderr_text());
+    // The healthcheck subcommand, as the image's HEALTHCHECK runs it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = std::process::Command::new(bin())
+            .args(["healthcheck", "--timeout", "2s"])
+            .env("HTTP_ADDR", &addr)
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("ready"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never healthy: {out:?}\n{}",
+            w.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    for line in [
+        "file_watcher_ready 1",
+        "file_watcher_broker_connected 1",
+        "file_watcher_broker_blocked 0",
+        "file_watcher_publishes_acked_total 20",
+        "file_watcher_publishes_nacked_total 0",
+        "file_watcher_events_total{event_type=\"file_discovered\"} 20",
+        "file_watcher_event_latency_seconds_count 20",
+        "file_watcher_hash_duration_seconds_count 20",
+        "sink=\"amqp\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+    rt.block_on(admin.delete(&exchange, &[&queue]));
+}

@@ -11,20 +11,25 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_get(port, path).unwrap()
+}
+
+/// One GET; `None` when nothing answers (yet).
+fn try_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    (code, body)
+    Some((code, body))
 }
 
 fn free_port() -> u16 {
@@ -157,4 +162,151 @@ fn unreachable_broker_holds_work_back_not_in_memory() {
 
 fn v_ready(port: u16) -> bool {
     get(port, "/health/ready").0 == 200
+}
+
+/// Polls `path` until it answers `want`; returns the body.
+fn wait_for(port: u16, path: &str, want: u16) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match try_get(port, path) {
+            Some((code, body)) if code == want => return body,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "{path} never answered {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `file-watcher healthcheck` against `addr`; returns its exit code and its line.
+fn healthcheck(addr: &str) -> (i32, String) {
+    let out = std::process::Command::new(bin())
+        .args(["healthcheck", "--http-addr", addr, "--timeout", "2s"])
+        .env_remove("HTTP_ADDR")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn every_metric_family_is_there_from_the_first_scrape_with_the_broker_down() {
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("a.flac"), b"a").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = command(
+        &data,
+        state.path(),
+        &["--sink", "amqp", "--http-addr", &addr],
+    );
+    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+    let _w = Watcher::spawn(cmd);
+    let metrics = wait_for(port, "/metrics", 200);
+    for line in [
+        "file_watcher_info{instance_id=\"test-watcher\",version=\"",
+        "watch_mode=\"auto\",sink=\"amqp\"} 1",
+        "file_watcher_ready 0",
+        "file_watcher_data_dir_healthy 1",
+        "file_watcher_initial_scan_done 0",
+        "file_watcher_broker_connected 0",
+        "file_watcher_broker_blocked 0",
+        "file_watcher_publishes_acked_total 0",
+        "file_watcher_publishes_nacked_total 0",
+        "file_watcher_publishes_returned_total 0",
+        "file_watcher_broker_reconnects_total 0",
+        "file_watcher_broker_connect_failures_total ",
+        "file_watcher_events_total{event_type=\"file_discovered\"} 0",
+        "file_watcher_events_total{event_type=\"file_deleted\"} 0",
+        "file_watcher_file_errors_total{kind=\"permission_denied\"} 0",
+        "file_watcher_hint_overflows_total 0",
+        "file_watcher_rescans_total{cause=\"kernel_overflow\"} 0",
+        "file_watcher_rescans_total{cause=\"hint_queue_full\"} 0",
+        "file_watcher_rescans_total{cause=\"periodic\"} 0",
+        "file_watcher_scan_running ",
+        "file_watcher_scan_files_seen ",
+        "file_watcher_scan_files_todo ",
+        "file_watcher_pending_paths ",
+        "file_watcher_in_flight_events ",
+        "file_watcher_hash_duration_seconds_bucket{le=\"0.001\"} ",
+        "file_watcher_event_latency_seconds_count 0",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+    // The healthcheck subcommand says why it is not ready, and fails.
+    let (code, text) = healthcheck(&addr);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not connected to RabbitMQ"), "{text}");
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_listens() {
+    let (code, text) = healthcheck(&format!("127.0.0.1:{}", free_port()));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("nothing answers"), "{text}");
+    let (code, text) = healthcheck("off");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("HTTP_ADDR is off"), "{text}");
+}
+
+#[test]
+fn ready_does_not_wait_for_the_first_scan() {
+    let (_keep, data, state) = dirs();
+    // Written just now, with an hour's settle delay: the first scan cannot finish for an hour.
+    std::fs::write(data.join("still-copying.flac"), b"partial").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let w = Watcher::start(
+        &data,
+        state.path(),
+        &["--http-addr", &addr, "--settle-delay", "1h"],
+    );
+    let body = wait_for(port, "/health/ready", 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true, "{v}");
+    assert_eq!(v["initial_scan_done"], false, "{v}");
+    let (code, text) = healthcheck(&format!("0.0.0.0:{port}"));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ready (initial scan running)"), "{text}");
+    let (_, health) = get(port, "/health");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["scan"]["running"], true, "{health}");
+    let (_, metrics) = get(port, "/metrics");
+    assert!(metrics.contains("file_watcher_scan_running 1"), "{metrics}");
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_data_dir_renamed_away_is_not_ready_until_it_is_back() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().canonicalize().unwrap().join("music");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a.flac"), b"a").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let w = Watcher::start(&data, state.path(), &["--http-addr", &addr]);
+    w.wait_ready();
+    wait_for(port, "/health/ready", 200);
+    std::fs::rename(&data, top.path().join("music.away")).unwrap();
+    let body = wait_for(port, "/health/ready", 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("DATA_DIR"), "{v}");
+    assert!(reasons.contains("is the volume mounted"), "{v}");
+    assert_eq!(v["data_dir"]["sound"], false, "{v}");
+    assert!(get(port, "/metrics")
+        .1
+        .contains("file_watcher_data_dir_healthy 0"));
+    let line = w.wait_log("is missing");
+    assert!(line.contains("\"level\":\"ERROR\""), "{line}");
+    let (code, text) = healthcheck(&addr);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("DATA_DIR"), "{text}");
+    std::fs::rename(top.path().join("music.away"), &data).unwrap();
+    wait_for(port, "/health/ready", 200);
+    w.wait_log("DATA_DIR is sound again");
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
 }

@@ -1,0 +1,284 @@
+//! What "ready" means, and the health facts owned outside the pipeline as metrics.
+//!
+//! Ready means the instance can do its job right now: the state store is open, DATA_DIR is the
+//! sound directory it started on, and the sink takes messages (for RabbitMQ: connected and not
+//! blocked). It does **not** wait for the first scan: a first scan of a large library takes
+//! hours, and an orchestrator must not fail a rollout for it. The scan's progress is in
+//! `/health` and in the `file_watcher_scan_*` metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use publisher::{AmqpStatus, Sink};
+
+use crate::root::{RootHealth, RootState};
+use crate::stats::Stats;
+
+/// Everything readiness and the health metrics are computed from.
+pub struct Health {
+    /// INSTANCE_ID.
+    pub instance_id: String,
+    /// DATA_DIR, canonical.
+    pub data_dir: String,
+    /// `auto`, `native` or `poll`, as configured (`auto` that fell back to polling is reported
+    /// as `poll`).
+    pub watch_mode: &'static str,
+    /// `amqp` or `stdout`.
+    pub sink_kind: &'static str,
+    /// Pipeline counters.
+    pub stats: Arc<Stats>,
+    /// The sink, asked for its state at each request.
+    pub sink: Arc<Sink>,
+    /// DATA_DIR's latest verdict.
+    pub root: Arc<RootState>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("instance_id", &self.instance_id)
+            .field("sink_kind", &self.sink_kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to "ready?", with the reasons when not.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// Ready to do its job.
+    pub ready: bool,
+    /// Why not, one sentence each; empty when ready.
+    pub reasons: Vec<String>,
+    /// The JSON body of `/health/ready`.
+    pub body: serde_json::Value,
+}
+
+/// Why a sink is not ready, from its state; `None` when it is.
+pub fn sink_problem(status: Option<AmqpStatus>) -> Option<&'static str> {
+    match status {
+        None => None,
+        Some(s) if !s.connected => {
+            Some("not connected to RabbitMQ; the log says why (address, credentials, TLS)")
+        }
+        Some(s) if s.blocked => Some(
+            "RabbitMQ has blocked the connection (a memory or disk alarm on the broker); \
+             publishing resumes when the alarm clears",
+        ),
+        Some(_) => None,
+    }
+}
+
+/// Readiness from plain values: the store, DATA_DIR's verdict and the sink's problem.
+pub fn decide(store_open: bool, root: &RootHealth, sink: Option<&str>) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !store_open {
+        reasons.push("the state store is not open".to_owned());
+    }
+    if let RootHealth::Faulty(why) = root {
+        reasons.push(why.clone());
+    }
+    if let Some(why) = sink {
+        reasons.push(why.to_owned());
+    }
+    reasons
+}
+
+impl Health {
+    fn amqp_status(&self) -> Option<AmqpStatus> {
+        match &*self.sink {
+            Sink::Amqp(p) => Some(p.status()),
+            _ => None,
+        }
+    }
+
+    /// Ready or not, and why.
+    pub fn readiness(&self) -> Readiness {
+        let store_open = self.stats.store_ok.load(Ordering::Relaxed);
+        let root = self.root.health();
+        let amqp = self.amqp_status();
+        let reasons = decide(store_open, &root, sink_problem(amqp));
+        let sink = match amqp {
+            Some(st) => serde_json::json!({
+                "kind": "amqp",
+                "connected": st.connected,
+                "blocked": st.blocked,
+                "in_flight": st.in_flight,
+                "acked": st.acked,
+                "nacked": st.nacked,
+                "returned": st.returned,
+                "reconnects": st.reconnects,
+            }),
+            None => serde_json::json!({ "kind": self.sink_kind }),
+        };
+        let body = serde_json::json!({
+            "ready": reasons.is_empty(),
+            "reasons": reasons,
+            "store_open": store_open,
+            "data_dir": {
+                "path": self.data_dir,
+                "sound": root.is_sound(),
+            },
+            "initial_scan_done": self.stats.initial_scan_done.load(Ordering::Relaxed),
+            "sink": sink,
+        });
+        Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+            body,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    instance_id: String,
+    version: &'static str,
+    watch_mode: &'static str,
+    sink: &'static str,
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: bool) -> std::fmt::Result {
+    let g = ConstGauge::new(i64::from(v));
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+/// The facts that live outside [`Stats`] (readiness, DATA_DIR, the publisher's counters),
+/// read at each scrape. The broker series exist only with the AMQP sink; all of them from the
+/// first scrape.
+impl Collector for Health {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels = InfoLabels {
+            instance_id: self.instance_id.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            watch_mode: if self.stats.polling.load(Ordering::Relaxed) {
+                "poll"
+            } else {
+                self.watch_mode
+            },
+            sink: self.sink_kind,
+        };
+        let info = ConstGauge::new(1i64);
+        let mut family = e.encode_descriptor(
+            "file_watcher_info",
+            "Always 1; the labels say which instance, version, watch mode and sink",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(family.encode_family(&labels)?)?;
+        let ready = self.readiness();
+        gauge(
+            &mut e,
+            "file_watcher_ready",
+            "1 when the store is open, DATA_DIR is sound and the sink takes messages",
+            ready.ready,
+        )?;
+        gauge(
+            &mut e,
+            "file_watcher_data_dir_healthy",
+            "1 when DATA_DIR is the readable directory the instance started on",
+            self.root.health().is_sound(),
+        )?;
+        gauge(
+            &mut e,
+            "file_watcher_initial_scan_done",
+            "1 once the first full scan has been reported",
+            self.stats.initial_scan_done.load(Ordering::Relaxed),
+        )?;
+        if let Some(st) = self.amqp_status() {
+            gauge(
+                &mut e,
+                "file_watcher_broker_connected",
+                "1 while a connection with a confirm channel to RabbitMQ is open",
+                st.connected,
+            )?;
+            gauge(
+                &mut e,
+                "file_watcher_broker_blocked",
+                "1 while RabbitMQ blocks the connection (memory or disk alarm)",
+                st.blocked,
+            )?;
+            counter(
+                &mut e,
+                "file_watcher_publishes_acked",
+                "Publishes the broker confirmed (returned ones included)",
+                st.acked,
+            )?;
+            counter(
+                &mut e,
+                "file_watcher_publishes_nacked",
+                "Publishes the broker rejected with a nack; each is published again",
+                st.nacked,
+            )?;
+            counter(
+                &mut e,
+                "file_watcher_publishes_returned",
+                "Publishes returned as unroutable: no queue is bound to the exchange for them",
+                st.returned,
+            )?;
+            counter(
+                &mut e,
+                "file_watcher_broker_reconnects",
+                "Connections to RabbitMQ established after the first one",
+                st.reconnects,
+            )?;
+            counter(
+                &mut e,
+                "file_watcher_broker_connect_failures",
+                "Connection attempts to RabbitMQ that failed",
+                st.connect_failures,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_decisions() {
+        let amqp = |connected, blocked| {
+            let mut s = AmqpStatus::default();
+            s.connected = connected;
+            s.blocked = blocked;
+            Some(s)
+        };
+        let faulty = RootHealth::Faulty("DATA_DIR /d is missing".into());
+        let cases: Vec<(bool, RootHealth, Option<AmqpStatus>, &[&str])> = vec![
+            (true, RootHealth::Sound, None, &[]),
+            (true, RootHealth::Sound, amqp(true, false), &[]),
+            (
+                true,
+                RootHealth::Sound,
+                amqp(false, false),
+                &["not connected"],
+            ),
+            (true, RootHealth::Sound, amqp(true, true), &["blocked"]),
+            (false, RootHealth::Sound, None, &["state store"]),
+            (true, faulty.clone(), None, &["DATA_DIR /d is missing"]),
+            (
+                false,
+                faulty,
+                amqp(false, false),
+                &["state store", "DATA_DIR", "not connected"],
+            ),
+        ];
+        for (store, root, sink, want) in cases {
+            let got = decide(store, &root, sink_problem(sink));
+            assert_eq!(got.len(), want.len(), "{store} {root:?} {sink:?}: {got:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(g.contains(w), "{g} lacks {w}");
+            }
+        }
+    }
+}
