@@ -284,6 +284,8 @@ impl Engine {
                 }
                 () = self.handoff.ready() => self.take_hashed(),
                 Some(m) = self.scan_rx.recv(), if scan_room => {
+                    // The latency of what a scan finds starts when its batch arrives.
+                    self.since = Instant::now();
                     self.scan_msg(m);
                     // Take what is already queued in one go: the pump runs once per batch.
                     for _ in 0..BATCH {
@@ -413,7 +415,6 @@ impl Engine {
                 }
             }
             ScanMsg::Found(p, stamp, known) => {
-                self.since = Instant::now();
                 // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
                 let recorded = match self.overlay.get(&p) {
                     Some(v) => *v,
