@@ -85,9 +85,9 @@ pub enum SinkKind {
     version,
     max_term_width = 100,
     args_override_self = true,
-    after_help = "Subcommand:\n  file-watcher healthcheck [--http-addr ADDR] [--timeout 3s]\n      Asks a \
-running instance's /health/ready; exits 0 when ready, 1 when not (for Docker HEALTHCHECK,\n      \
-Compose healthchecks and Kubernetes exec probes). See file-watcher healthcheck --help."
+    after_help = "Subcommand:\n  file-watcher healthcheck [--http-addr ADDR] [--timeout 3s]\n      \
+Asks a running instance's /health/ready; exits 0 when ready, 1 when not.\n      \
+For Docker HEALTHCHECK, Compose health checks and Kubernetes exec probes."
 )]
 pub struct Config {
     /// Identifies this instance in messages, logs and the broker connection name. When unset,

@@ -16,7 +16,12 @@ use clap::Parser;
 /// file-watcher healthcheck: exits 0 when the instance at HTTP_ADDR is ready, 1 when it is not
 /// or does not answer, printing one line that says why.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "file-watcher healthcheck", version, max_term_width = 100)]
+#[command(
+    name = "file-watcher healthcheck",
+    bin_name = "file-watcher healthcheck",
+    version,
+    max_term_width = 100
+)]
 pub struct HealthcheckArgs {
     /// The instance's HTTP address, as it was started with; 0.0.0.0 and [::] are asked on
     /// loopback.
