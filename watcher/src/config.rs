@@ -85,6 +85,7 @@ pub enum SinkKind {
     version,
     max_term_width = 100,
     args_override_self = true,
+    allow_negative_numbers = true,
     after_help = "Subcommand:\n  file-watcher healthcheck [--http-addr ADDR] [--timeout 3s]\n      \
 Asks a running instance's /health/ready; exits 0 when ready, 1 when not.\n      \
 For Docker HEALTHCHECK, Compose health checks and Kubernetes exec probes."
@@ -118,8 +119,8 @@ pub struct Config {
     pub hash_threads: Option<u16>,
 
     /// How long a file must be quiet (no events, same size and mtime) before it is hashed,
-    /// e.g. 2s or 500ms.
-    #[arg(long, env = "SETTLE_DELAY", default_value = "2s", value_parser = parse_duration)]
+    /// e.g. 2s or 500ms; 1ms to 1h.
+    #[arg(long, env = "SETTLE_DELAY", default_value = "2s", value_parser = settle_delay)]
     pub settle_delay: Duration,
 
     /// Only report files matching one of these globs (relative to DATA_DIR, comma-separated),
@@ -141,19 +142,19 @@ pub struct Config {
     #[arg(long, env = "WATCH_MODE", default_value = "auto", ignore_case = true)]
     pub watch_mode: WatchMode,
 
-    /// How often poll mode walks the tree, e.g. 30s.
-    #[arg(long, env = "POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    /// How often poll mode walks the tree, e.g. 30s; 100ms to 24h.
+    #[arg(long, env = "POLL_INTERVAL", default_value = "30s", value_parser = poll_interval)]
     pub poll_interval: Duration,
 
-    /// How often a full reconciliation scan runs to catch anything the watcher missed, e.g. 1h.
-    /// 0 turns it off.
-    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    /// How often a full reconciliation scan runs to catch anything the watcher missed, e.g. 1h;
+    /// 1s to 30 days, or 0 to turn it off.
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1h", value_parser = reconcile_interval)]
     pub reconcile_interval: Duration,
 
-    /// Capacity of the queue between the filesystem watcher and the pipeline. When it is full,
-    /// a reconciliation scan replaces the events that did not fit.
-    #[arg(long, env = "HINT_QUEUE", default_value_t = 16_384)]
-    pub hint_queue: usize,
+    /// Capacity of the queue between the filesystem watcher and the pipeline; 1 to 1,000,000.
+    /// When it is full, a reconciliation scan replaces the events that did not fit.
+    #[arg(long, env = "HINT_QUEUE", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub hint_queue: u32,
 
     /// Where envelopes go: auto, stdout or amqp.
     #[arg(long, env = "SINK", default_value = "auto", ignore_case = true)]
@@ -172,7 +173,7 @@ pub struct Config {
     pub rabbitmq_host: String,
 
     /// RabbitMQ port.
-    #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
+    #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672, value_parser = clap::value_parser!(u16).range(1..))]
     pub rabbitmq_port: u16,
 
     /// RabbitMQ user.
@@ -208,8 +209,8 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_WINDOW", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub publish_window: u32,
 
-    /// How long shutdown waits for outstanding confirms before giving up, e.g. 30s.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// How long shutdown waits for outstanding confirms before giving up, e.g. 30s; 0 to 1h.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = shutdown_timeout)]
     pub shutdown_timeout: Duration,
 }
 
@@ -219,10 +220,50 @@ pub struct Config {
 /// A message saying which forms are accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if s.starts_with('-') {
+        return Err("must not be negative (use e.g. 500ms, 2s, 5m, 1h)".into());
+    }
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 2s, 5m, 1h)"))
+}
+
+/// A duration within `min..=max`, or zero when `zero_ok` (a setting that 0 turns off). The
+/// bounds keep every later `Instant + duration` from overflowing, and say what makes sense.
+fn duration_in(s: &str, min: Duration, max: Duration, zero_ok: bool) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if (zero_ok && d.is_zero()) || (min..=max).contains(&d) {
+        return Ok(d);
+    }
+    let range = format!(
+        "{} to {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    );
+    Err(if zero_ok {
+        format!("must be {range}, or 0 to turn it off")
+    } else {
+        format!("must be {range}")
+    })
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn settle_delay(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_millis(1), HOUR, false)
+}
+
+fn poll_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_millis(100), 24 * HOUR, false)
+}
+
+fn reconcile_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_secs(1), 30 * 24 * HOUR, true)
+}
+
+fn shutdown_timeout(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::ZERO, HOUR, false)
 }
 
 /// A setting that parsed but makes no sense.
@@ -293,18 +334,6 @@ impl Config {
                     "{:?} is not an address like 0.0.0.0:8080 (or \"off\")",
                     self.http_addr
                 ),
-            ));
-        }
-        if self.hint_queue == 0 {
-            return Err(bad("HINT_QUEUE", "must be at least 1".into()));
-        }
-        if self.settle_delay.is_zero() {
-            return Err(bad("SETTLE_DELAY", "must be more than 0 (e.g. 2s)".into()));
-        }
-        if self.poll_interval.is_zero() {
-            return Err(bad(
-                "POLL_INTERVAL",
-                "must be more than 0 (e.g. 30s)".into(),
             ));
         }
         crate::filter::Filter::new(&self.include, &self.exclude, &self.extensions)

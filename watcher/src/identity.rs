@@ -13,6 +13,8 @@ pub struct Identity {
     pub instance_id: String,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// Something to log once logging is set up (a state directory moved to its new name).
+    pub notice: Option<String>,
     _lock: File,
 }
 
@@ -39,30 +41,58 @@ pub fn establish(
         setting: "STATE_DIR",
         problem,
     };
+    let mut notice = None;
     let state_dir = match state_dir {
         Some(s) => s.to_path_buf(),
         None => {
-            // One default directory per watched directory, so two instances on one host
-            // never share a store by accident.
-            let key: String = data_dir
-                .to_string_lossy()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            default_state_root().join(key)
+            let root = default_state_root();
+            let (name, legacy) = (default_name(data_dir), legacy_name(data_dir));
+            let (new, old) = (root.join(name), root.join(legacy));
+            // Before 0.1.1 the name had no hash, so /d/a-b and /d/a_b shared one store. A store
+            // under the old name moves to the new one, once.
+            if !new.exists() && old.is_dir() {
+                match std::fs::rename(&old, &new) {
+                    Ok(()) => {
+                        notice = Some(format!(
+                            "moved the state directory {} to {} (the default name now carries a \
+                             hash of DATA_DIR)",
+                            old.display(),
+                            new.display()
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(bad(format!(
+                            "cannot move the state directory {} to {}: {e}; move it by hand or set \
+                             STATE_DIR",
+                            old.display(),
+                            new.display()
+                        )))
+                    }
+                }
+            }
+            new
         }
     };
+    // Refuse a STATE_DIR inside DATA_DIR before creating anything there: the watcher never
+    // writes inside DATA_DIR.
+    let inside = |dir: &Path| {
+        bad(format!(
+            "{} is inside DATA_DIR {}; the watcher never writes there, choose a directory outside it",
+            dir.display(),
+            data_dir.display()
+        ))
+    };
+    if resolved(&state_dir).is_some_and(|p| p.starts_with(data_dir)) {
+        return Err(inside(&state_dir));
+    }
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| bad(format!("{}: cannot create it: {e}", state_dir.display())))?;
     let state_dir = state_dir
         .canonicalize()
         .map_err(|e| bad(format!("{}: {e}", state_dir.display())))?;
     if state_dir.starts_with(data_dir) {
-        return Err(bad(format!(
-            "{} is inside DATA_DIR {}; the watcher never writes there, choose a directory outside it",
-            state_dir.display(),
-            data_dir.display()
-        )));
+        // Reached through a symbolic link or `..` that `resolved` could not see through.
+        return Err(inside(&state_dir));
     }
     let lock_path = state_dir.join("lock");
     let mut lock = File::options()
@@ -117,8 +147,54 @@ pub fn establish(
     Ok(Identity {
         instance_id,
         state_dir,
+        notice,
         _lock: lock,
     })
+}
+
+/// The default state directory's name for `data_dir`: readable, plus 8 hex digits of the
+/// SHA-256 of the exact path bytes, so that paths that read alike (`/d/a-b`, `/d/a_b`) never
+/// share a store.
+fn default_name(data_dir: &Path) -> String {
+    use sha2::Digest as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hash}", legacy_name(data_dir))
+}
+
+/// The name used before the hash was added.
+fn legacy_name(data_dir: &Path) -> String {
+    data_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Where `path` will be once created: its deepest existing ancestor, canonical, with the rest
+/// appended. `None` when that cannot be known without creating it (a `..` below a missing
+/// directory).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let mut missing = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return Some(
+                missing
+                    .iter()
+                    .rev()
+                    .fold(real, |p: PathBuf, part| p.join(part)),
+            );
+        }
+        missing.push(at.file_name()?.to_owned());
+        at = at.parent()?;
+    }
 }
 
 #[cfg(test)]
@@ -143,11 +219,41 @@ mod tests {
     }
 
     #[test]
-    fn state_dir_inside_data_dir_is_refused() {
+    fn state_dir_inside_data_dir_is_refused_before_anything_is_created() {
         let data = tempfile::tempdir().unwrap();
         let data_dir = data.path().canonicalize().unwrap();
-        let inside = data_dir.join(".state");
-        let err = establish(&data_dir, Some(&inside), Some("x")).unwrap_err();
-        assert!(err.to_string().contains("inside DATA_DIR"), "{err}");
+        for inside in [data_dir.join(".state"), data_dir.join("a/b/.state")] {
+            let err = establish(&data_dir, Some(&inside), Some("x")).unwrap_err();
+            assert!(err.to_string().contains("inside DATA_DIR"), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&data_dir).unwrap().count(),
+            0,
+            "created in DATA_DIR"
+        );
+    }
+
+    #[test]
+    fn default_names_differ_for_paths_that_read_alike_and_are_stable() {
+        let (a, b) = (Path::new("/d/a-b"), Path::new("/d/a_b"));
+        assert_eq!(legacy_name(a), legacy_name(b));
+        assert_ne!(default_name(a), default_name(b));
+        // Stable across builds and platforms: a store must be found again after an upgrade.
+        assert_eq!(default_name(a).len(), "_d_a_b-".len() + 8);
+        assert_eq!(
+            default_name(Path::new("/data/music")),
+            "_data_music-d64ac59c"
+        );
+    }
+
+    #[test]
+    fn resolution_sees_through_missing_parts() {
+        let top = tempfile::tempdir().unwrap();
+        let real = top.path().canonicalize().unwrap();
+        assert_eq!(
+            resolved(&top.path().join("x/y")).unwrap(),
+            real.join("x").join("y")
+        );
+        assert_eq!(resolved(&real).unwrap(), real);
     }
 }

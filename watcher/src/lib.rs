@@ -45,6 +45,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.instance_id.as_deref(),
     )?;
     logging::init(cfg.log_level, cfg.log_format, &id.instance_id);
+    if let Some(notice) = &id.notice {
+        tracing::info!("{notice}");
+    }
     let sink_kind = cfg.resolved_sink();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -125,7 +128,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             })?;
     }
 
-    let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue);
+    let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue as usize);
     let rescan = Arc::new(hints::RescanFlag::default());
     let mut rescan_every = cfg.reconcile_interval;
     let mut polling = false;

@@ -32,13 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line that names the setting; clap's first line does.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("file-watcher: {first} (see --help)");
+            eprintln!("file-watcher: {} (see --help)", setting_error(&e));
             return ExitCode::from(2);
         }
     };
@@ -68,6 +62,51 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "file-watcher failed");
             eprintln!("file-watcher: {e:#}");
             ExitCode::from(code)
+        }
+    }
+}
+
+/// One line for a setting clap refused, naming the environment variable (the name users set in
+/// compose files and env files) and the flag: `invalid setting HINT_QUEUE (--hint-queue):
+/// "0": 0 is not in 1..=1000000`. Anything else keeps clap's own first line.
+fn setting_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => Some(a.clone()),
+        Some(ContextValue::Strings(a)) => a.first().cloned(),
+        _ => None,
+    };
+    // clap names an argument as `--flag <ENV_NAME>`: our value names are the variables.
+    let named = arg.as_deref().and_then(|a| {
+        let (flag, rest) = a.split_once(" <")?;
+        Some((flag.to_owned(), rest.trim_end_matches('>').to_owned()))
+    });
+    match (e.kind(), named) {
+        (ErrorKind::MissingRequiredArgument, Some((flag, env))) => {
+            format!(
+                "invalid setting {env}: not set; set {env} (or {flag}) to the directory to watch"
+            )
+        }
+        (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some((flag, env))) => {
+            let value = match e.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(v)) => v.clone(),
+                _ => String::new(),
+            };
+            let why = std::error::Error::source(e).map_or_else(
+                || match e.get(ContextKind::ValidValue) {
+                    Some(ContextValue::Strings(v)) => format!("use one of {}", v.join(", ")),
+                    _ => "not a valid value".to_owned(),
+                },
+                ToString::to_string,
+            );
+            format!("invalid setting {env} ({flag}): {value:?}: {why}")
+        }
+        _ => {
+            let text = e.render().to_string();
+            text.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .to_owned()
         }
     }
 }

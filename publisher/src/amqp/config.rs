@@ -69,6 +69,14 @@ struct Endpoint {
     query: AMQPQueryString,
 }
 
+/// An IPv6 address is written in brackets in URLs and host settings (`[::1]`), but resolved
+/// without them.
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 impl AmqpConfig {
     /// Parses an `amqp://` or `amqps://` URL: `amqp://user:password@host:port/vhost`, with the
     /// vhost percent-encoded (`%2f` is `/`; an empty vhost also means `/`). The query parameters
@@ -91,7 +99,7 @@ impl AmqpConfig {
             }
         };
         let host = match parsed.host_str() {
-            Some(h) if !h.is_empty() => h.to_owned(),
+            Some(h) if !h.is_empty() => bare_host(h).to_owned(),
             _ => return Err(invalid("no host".into())),
         };
         let port = parsed.port().unwrap_or(if tls { 5671 } else { 5672 });
@@ -171,7 +179,7 @@ impl AmqpConfig {
         Ok(Self::with_endpoint(
             Endpoint {
                 tls: false,
-                host: host.trim().to_owned(),
+                host: bare_host(host.trim()).to_owned(),
                 port,
                 user: user.to_owned(),
                 password,
@@ -201,17 +209,23 @@ impl AmqpConfig {
     /// The broker URL with the password replaced by `***`, for logs and errors.
     pub fn redacted(&self) -> String {
         let e = &self.endpoint;
+        let host = if e.host.contains(':') {
+            format!("[{}]", e.host)
+        } else {
+            e.host.clone()
+        };
         format!(
             "{}://{}:***@{}:{}/{}",
             if e.tls { "amqps" } else { "amqp" },
             utf8_percent_encode(&e.user, NON_ALPHANUMERIC),
-            e.host,
+            host,
             e.port,
             utf8_percent_encode(&e.vhost, NON_ALPHANUMERIC),
         )
     }
 
-    /// Broker host.
+    /// Broker host; an IPv6 address without its URL brackets (`::1`), as name resolution takes
+    /// it.
     pub fn host(&self) -> &str {
         &self.endpoint.host
     }
@@ -314,6 +328,21 @@ mod tests {
             AmqpConfig::from_url("amqp://h/prod", "i").unwrap().vhost(),
             "prod"
         );
+    }
+
+    #[test]
+    fn ipv6_hosts_lose_their_brackets_for_resolution_and_keep_them_in_urls() {
+        for c in [
+            AmqpConfig::from_url("amqp://u:p@[::1]:5673/%2f", "i").unwrap(),
+            AmqpConfig::from_parts("[::1]", 5673, "u", "p".into(), "/", "i").unwrap(),
+            AmqpConfig::from_parts("::1", 5673, "u", "p".into(), "/", "i").unwrap(),
+        ] {
+            assert_eq!(c.host(), "::1");
+            assert_eq!(c.uri().authority.host, "::1");
+            assert_eq!(c.redacted(), "amqp://u:***@[::1]:5673/%2F");
+        }
+        let v4 = AmqpConfig::from_parts("10.0.0.1", 5672, "u", "p".into(), "/", "i").unwrap();
+        assert_eq!(v4.redacted(), "amqp://u:***@10.0.0.1:5672/%2F");
     }
 
     #[test]
