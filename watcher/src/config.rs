@@ -164,6 +164,13 @@ pub struct Config {
     #[arg(long, env = "ONCE")]
     pub once: bool,
 
+    /// Accept DATA_DIR although it is another directory than the state store describes, or
+    /// empty while the store knows files, and report what changed (deletions included). Without
+    /// it such a DATA_DIR is taken for a volume that is not mounted, and nothing is reported until
+    /// the right one is back. Use it once, after really moving or emptying the library.
+    #[arg(long, env = "ACCEPT_NEW_DATA_DIR")]
+    pub accept_new_data_dir: bool,
+
     /// Address of the HTTP server for /health and /metrics; "off" disables it.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,

@@ -21,6 +21,7 @@ use crate::filter::Filter;
 use crate::handoff::Handoff;
 use crate::hints::{RescanCause, RescanFlag};
 use crate::paths::{PathMap, PathSet};
+use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
 use crate::settle::{Observed, Origin, Pending, Settle};
 use crate::stats::Stats;
@@ -165,6 +166,11 @@ pub struct Engine {
     /// When the first hint behind the decision being made now arrived: set before a settled
     /// path, a scan's find or a hash result is decided, read by `emit` for the latency metric.
     since: Instant,
+    /// DATA_DIR's verdict: no deletion is published, and no scan starts, while it is unsound.
+    root: Arc<RootState>,
+    /// The last fresh look at DATA_DIR, reused for a moment so that a directory of many
+    /// deletions costs one `stat` of the root, not one per file.
+    root_looked: Option<(Instant, bool)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -188,6 +194,7 @@ impl Engine {
         hints: mpsc::Receiver<Change>,
         rescan: Arc<RescanFlag>,
         stats: Arc<Stats>,
+        root: Arc<RootState>,
     ) -> Self {
         let handoff = Arc::new(Handoff::new(pool.capacity() / 2));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -234,7 +241,21 @@ impl Engine {
             stats,
             last_progress: Instant::now(),
             since: Instant::now(),
+            root,
+            root_looked: None,
         }
+    }
+
+    /// Whether DATA_DIR is sound, looked at afresh at most every 100 ms.
+    fn root_sound(&mut self) -> bool {
+        if let Some((at, sound)) = self.root_looked {
+            if at.elapsed() < Duration::from_millis(100) {
+                return sound;
+            }
+        }
+        let sound = self.root.is_sound_now();
+        self.root_looked = Some((Instant::now(), sound));
+        sound
     }
 
     /// Runs until `cancel` fires (or, with `once`, until the initial scan is reported), then
@@ -525,7 +546,11 @@ impl Engine {
             );
             self.scan_owed = true;
         }
-        if self.scan_owed && self.scan.is_none() && !(self.cfg.once && self.scans_run > 0) {
+        if self.scan_owed
+            && self.scan.is_none()
+            && !(self.cfg.once && self.scans_run > 0)
+            && self.root_sound()
+        {
             self.start_scan();
         }
         // While the sink is slow or away (a broker outage), stop taking settled paths: they wait
@@ -1074,6 +1099,12 @@ impl Engine {
         entry: &Entry,
         ops: Vec<Op>,
     ) {
+        if event == EventType::FileDeleted && !self.root_sound() {
+            // DATA_DIR is missing or replaced: this file is not gone, the volume is. The store
+            // keeps the entry; the rescan when DATA_DIR is back reports what really changed.
+            tracing::debug!(path = %path.display(), "DATA_DIR is unsound; deletion held back");
+            return;
+        }
         let mut busy = vec![path.clone()];
         busy.extend(old.clone());
         for b in &busy {
@@ -1326,7 +1357,18 @@ mod tests {
             hints_rx,
             Arc::new(RescanFlag::default()),
             Arc::new(Stats::default()),
+            Arc::new(sound_root(state)),
         )
+    }
+
+    /// A settled, sound root (the engine tests never delete, but scans ask).
+    fn sound_root(dir: &Path) -> RootState {
+        let root = RootState::new(dir);
+        let crate::root::Observation::Directory { id, .. } = crate::root::observe(dir) else {
+            panic!("{} is not a directory", dir.display())
+        };
+        root.settle(id);
+        root
     }
 
     fn scan_paths(e: &Engine) -> usize {

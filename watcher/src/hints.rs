@@ -30,16 +30,19 @@ pub enum RescanCause {
     Periodic,
     /// POLL_INTERVAL elapsed in poll mode.
     Poll,
+    /// DATA_DIR is back after a fault (deletions were held back meanwhile).
+    DataDirBack,
 }
 
 impl RescanCause {
     /// Every cause, for creating the metric series up front.
-    pub const ALL: [RescanCause; 5] = [
+    pub const ALL: [RescanCause; 6] = [
         Self::KernelOverflow,
         Self::HintQueueFull,
         Self::WatcherError,
         Self::Periodic,
         Self::Poll,
+        Self::DataDirBack,
     ];
 
     /// The metric label and log field value.
@@ -50,6 +53,7 @@ impl RescanCause {
             Self::WatcherError => "watcher_error",
             Self::Periodic => "periodic",
             Self::Poll => "poll",
+            Self::DataDirBack => "data_dir_back",
         }
     }
 
@@ -63,6 +67,7 @@ impl RescanCause {
             Self::WatcherError => "the watcher reported an error (logged above)",
             Self::Periodic => "RECONCILE_INTERVAL elapsed",
             Self::Poll => "POLL_INTERVAL elapsed",
+            Self::DataDirBack => "DATA_DIR is back; changes made meanwhile are found by a scan",
         }
     }
 

@@ -99,11 +99,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
 
-    let root = Arc::new(
-        root::RootState::record(&cfg.data_dir)
-            .with_context(|| format!("cannot stat DATA_DIR {}", cfg.data_dir.display()))?,
-    );
-    root::watch(Arc::clone(&root), ROOT_CHECK_EVERY, cancel.clone());
+    let root = Arc::new(root::RootState::new(&cfg.data_dir));
     if let Some(addr) = cfg.http_socket_addr() {
         let health = Arc::new(health::Health {
             instance_id: id.instance_id.clone(),
@@ -115,7 +111,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             },
             stats: Arc::clone(&stats),
             sink: Arc::clone(&sink),
-            root,
+            root: Arc::clone(&root),
         });
         let mut registry = prometheus_client::registry::Registry::default();
         stats.register(&mut registry);
@@ -128,11 +124,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             })?;
     }
 
+    // Nothing is scanned before DATA_DIR is known to be the directory the store describes.
+    if !guard_data_dir(&cfg, &store, &root, &cancel).await? {
+        publisher_cancel.cancel();
+        return Ok(());
+    }
+
     let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue as usize);
     let rescan = Arc::new(hints::RescanFlag::default());
     let mut rescan_every = cfg.reconcile_interval;
     let mut polling = false;
-    let _watcher = if cfg.once {
+    let hint_tx_again = hint_tx.clone();
+    let watcher = if cfg.once {
         None
     } else {
         match cfg.watch_mode {
@@ -177,6 +180,40 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
 
+    // When DATA_DIR is back after a fault: watch it anew (a volume mounted again has lost its
+    // inotify watches) and rescan for what changed meanwhile, deletions included.
+    let watcher = Arc::new(std::sync::Mutex::new(watcher));
+    {
+        let (watcher, rescan, dir, overflows) = (
+            Arc::clone(&watcher),
+            Arc::clone(&rescan),
+            cfg.data_dir.clone(),
+            stats.hint_overflows.clone(),
+        );
+        root::watch(
+            Arc::clone(&root),
+            ROOT_CHECK_EVERY,
+            cancel.clone(),
+            move || {
+                let mut current = watcher.lock().unwrap_or_else(|p| p.into_inner());
+                if current.is_some() {
+                    match hints::start_native(
+                        &dir,
+                        hint_tx_again.clone(),
+                        Arc::clone(&rescan),
+                        overflows.clone(),
+                    ) {
+                        Ok(w) => *current = Some(w),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot watch DATA_DIR again; relying on rescans")
+                        }
+                    }
+                }
+                rescan.raise(hints::RescanCause::DataDirBack);
+            },
+        );
+    }
+
     let engine = engine::Engine::new(
         engine::EngineConfig {
             instance_id: id.instance_id.clone(),
@@ -197,12 +234,77 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         hint_rx,
         rescan,
         Arc::clone(&stats),
+        root,
     );
     let result = engine.run(cancel).await;
     publisher_cancel.cancel();
     result?;
     tracing::info!(events = stats.events_total(), "file-watcher stopped");
     Ok(())
+}
+
+/// Waits until DATA_DIR is the directory the store describes (see [`root`]), then records its
+/// identity when that is new. Returns false when shutdown was asked for while waiting.
+///
+/// # Errors
+/// With `--once`, a refused DATA_DIR; and store failures.
+async fn guard_data_dir(
+    cfg: &Config,
+    store: &store::Store,
+    root: &root::RootState,
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    loop {
+        let recorded = store.root_id()?.map(|(dev, ino)| root::RootId { dev, ino });
+        let known = store.len()?;
+        let dir = cfg.data_dir.clone();
+        let (seen, empty) =
+            tokio::task::spawn_blocking(move || (root::observe(&dir), root::is_empty(&dir)))
+                .await?;
+        match root::at_start(
+            &cfg.data_dir,
+            recorded,
+            &seen,
+            empty,
+            known,
+            cfg.accept_new_data_dir,
+        ) {
+            root::StartVerdict::Proceed => {
+                if let Some(id) = recorded {
+                    root.settle(id);
+                }
+                return Ok(true);
+            }
+            root::StartVerdict::Record(id) => {
+                store.set_root_id(id.dev, id.ino)?;
+                if recorded.is_some() {
+                    tracing::warn!(
+                        data_dir = %cfg.data_dir.display(),
+                        dev = id.dev,
+                        inode = id.ino,
+                        "accepted a new DATA_DIR (--accept-new-data-dir); what is missing from it is reported deleted"
+                    );
+                }
+                root.settle(id);
+                return Ok(true);
+            }
+            root::StartVerdict::Refuse(why) => {
+                if cfg.once {
+                    anyhow::bail!("{why}");
+                }
+                tracing::error!(
+                    data_dir = %cfg.data_dir.display(),
+                    retry_in_s = cfg.poll_interval.as_secs_f64(),
+                    "{why}; not scanning, and reporting not ready, until it is back"
+                );
+                root.refuse(why);
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(false),
+                    () = tokio::time::sleep(cfg.poll_interval) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Builds the broker settings from AMQP_URL or the RABBITMQ_* settings.

@@ -1,9 +1,13 @@
-//! Is DATA_DIR still the directory we started on? A volume that was unmounted, a directory
-//! renamed away or replaced, or one the service can no longer list makes everything under it look
-//! deleted. Readiness, `/health` and `file_watcher_data_dir_healthy` report it, so operators see
-//! it before downstream services do.
+//! Is DATA_DIR still the directory the state store describes? A volume that is not mounted, a
+//! directory renamed away or replaced, or one the service can no longer list makes everything
+//! under it look deleted. That is a fault, not a deletion: no deletion is published while DATA_DIR
+//! is unsound, and readiness, `/health` and `file_watcher_data_dir_healthy` say why.
 //!
-//! [`assess`] decides from plain values; [`observe`] does the I/O and [`watch`] repeats it.
+//! The store records DATA_DIR's device and inode on the first run. At start, [`at_start`]
+//! compares the directory with that record (and refuses an empty directory when the store knows
+//! files); while running, [`assess`] compares it again every few seconds and before any
+//! deletion. Only `--accept-new-data-dir` records a new identity. Both decide from plain values;
+//! [`observe`] does the I/O and [`watch`] repeats it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -96,64 +100,167 @@ pub fn observe(path: &Path) -> Observation {
     }
 }
 
-/// The latest verdict, shared with the HTTP handlers and the metrics.
+/// What to do at start-up, given the store's record of DATA_DIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartVerdict {
+    /// The directory the store describes: go on.
+    Proceed,
+    /// Nothing recorded yet (a first run), or the operator accepted a new directory: record this
+    /// one, then go on.
+    Record(RootId),
+    /// Do not scan: the text names DATA_DIR, what was found, the likely cause and the way out.
+    Refuse(String),
+}
+
+/// Decides whether a scan may start on DATA_DIR. `empty` is whether the directory has no
+/// entries; `known_files` how many the store holds.
+pub fn at_start(
+    path: &Path,
+    recorded: Option<RootId>,
+    seen: &Observation,
+    empty: bool,
+    known_files: u64,
+    accept_new: bool,
+) -> StartVerdict {
+    let dir = path.display();
+    let id = match seen {
+        Observation::Directory {
+            id,
+            listable: Ok(()),
+        } => *id,
+        other => {
+            let reference = recorded.unwrap_or(RootId { dev: 0, ino: 0 });
+            return match assess(path, reference, other) {
+                RootHealth::Faulty(why) => StartVerdict::Refuse(why),
+                RootHealth::Sound => StartVerdict::Proceed,
+            };
+        }
+    };
+    let Some(recorded) = recorded else {
+        return StartVerdict::Record(id);
+    };
+    if accept_new {
+        return if id == recorded {
+            StartVerdict::Proceed
+        } else {
+            StartVerdict::Record(id)
+        };
+    }
+    let way_out = "if the library really moved or was emptied, start once with \
+                   --accept-new-data-dir (ACCEPT_NEW_DATA_DIR=true)";
+    if id != recorded {
+        return StartVerdict::Refuse(format!(
+            "DATA_DIR {dir} is another directory than the one the state store describes (device \
+             {} inode {}, recorded device {} inode {}): the volume is probably not mounted; \
+             {way_out}",
+            id.dev, id.ino, recorded.dev, recorded.ino
+        ));
+    }
+    if empty && known_files > 0 {
+        return StartVerdict::Refuse(format!(
+            "DATA_DIR {dir} is empty, but the state store knows {known_files} files: the volume \
+             is probably not mounted; {way_out}"
+        ));
+    }
+    StartVerdict::Proceed
+}
+
+/// Whether a directory has no entries (an unreadable one counts as not empty: `observe` reports
+/// that itself).
+pub fn is_empty(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// The latest verdict, shared with the HTTP handlers, the metrics and the pipeline.
 #[derive(Debug)]
 pub struct RootState {
     path: PathBuf,
-    recorded: RootId,
+    /// The identity DATA_DIR must have; `None` until start-up has settled it.
+    reference: Mutex<Option<RootId>>,
     health: Mutex<RootHealth>,
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 impl RootState {
-    /// Records DATA_DIR's identity as it is now.
-    ///
-    /// # Errors
-    /// When DATA_DIR cannot be `stat`ed (start-up validation has normally caught that).
-    pub fn record(path: &Path) -> std::io::Result<Self> {
-        let m = std::fs::metadata(path)?;
-        Ok(Self {
+    /// DATA_DIR, not yet checked: unsound ("being checked") until start-up settles it.
+    pub fn new(path: &Path) -> Self {
+        Self {
             path: path.to_path_buf(),
-            recorded: RootId {
-                dev: m.dev(),
-                ino: m.ino(),
-            },
-            health: Mutex::new(RootHealth::Sound),
-        })
+            reference: Mutex::new(None),
+            health: Mutex::new(RootHealth::Faulty(format!(
+                "DATA_DIR {} is being checked",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Start-up found DATA_DIR sound with this identity: compare against it from now on.
+    pub fn settle(&self, reference: RootId) {
+        *locked(&self.reference) = Some(reference);
+        *locked(&self.health) = RootHealth::Sound;
+    }
+
+    /// Start-up refused DATA_DIR: say why until it is settled.
+    pub fn refuse(&self, why: String) {
+        *locked(&self.health) = RootHealth::Faulty(why);
     }
 
     /// The latest verdict.
     pub fn health(&self) -> RootHealth {
-        match self.health.lock() {
-            Ok(h) => h.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        locked(&self.health).clone()
     }
 
-    /// Looks again, stores the verdict and logs a change of verdict once.
-    fn check(&self) {
-        let now = assess(&self.path, self.recorded, &observe(&self.path));
-        let mut guard = match self.health.lock() {
-            Ok(h) => h,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Whether DATA_DIR is sound right now (a `stat` and an `opendir`), without storing the
+    /// verdict: the pipeline asks this before a deletion, while [`watch`] alone records and
+    /// acts on changes of verdict.
+    pub fn is_sound_now(&self) -> bool {
+        let Some(reference) = *locked(&self.reference) else {
+            return false;
         };
+        assess(&self.path, reference, &observe(&self.path)).is_sound()
+    }
+
+    /// Looks again now (a `stat` and an `opendir`), stores the verdict and logs a change of
+    /// verdict once. Returns whether DATA_DIR is sound, and whether it just became sound again.
+    pub fn check(&self) -> (bool, bool) {
+        let Some(reference) = *locked(&self.reference) else {
+            return (false, false);
+        };
+        let now = assess(&self.path, reference, &observe(&self.path));
+        let mut guard = locked(&self.health);
+        let sound = now.is_sound();
         if *guard == now {
-            return;
+            return (sound, false);
         }
         match &now {
             RootHealth::Faulty(why) => tracing::error!(
                 data_dir = %self.path.display(),
-                "{why}; reporting not ready until it is back"
+                "{why}; publishing no deletions and reporting not ready until it is back"
             ),
             RootHealth::Sound => {
-                tracing::info!(data_dir = %self.path.display(), "DATA_DIR is sound again");
+                tracing::info!(data_dir = %self.path.display(), "DATA_DIR is sound again; rescanning");
             }
         }
         *guard = now;
+        (sound, sound)
     }
 }
 
-/// Checks DATA_DIR every `every` until `cancel` fires, off the async workers.
-pub fn watch(state: Arc<RootState>, every: Duration, cancel: CancellationToken) {
+/// Checks DATA_DIR every `every` until `cancel` fires, off the async workers; calls `back` when
+/// it has become sound again after a fault (to watch it anew and rescan).
+pub fn watch(
+    state: Arc<RootState>,
+    every: Duration,
+    cancel: CancellationToken,
+    back: impl Fn() + Send + Sync + 'static,
+) {
+    let back = Arc::new(back);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,11 +269,13 @@ pub fn watch(state: Arc<RootState>, every: Duration, cancel: CancellationToken) 
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let s = Arc::clone(&state);
-            if tokio::task::spawn_blocking(move || s.check())
-                .await
-                .is_err()
-            {
+            let (s, b) = (Arc::clone(&state), Arc::clone(&back));
+            let checked = tokio::task::spawn_blocking(move || {
+                if s.check().1 {
+                    b();
+                }
+            });
+            if checked.await.is_err() {
                 return;
             }
         }
@@ -220,23 +329,122 @@ mod tests {
     }
 
     #[test]
+    fn start_verdicts() {
+        use StartVerdict::{Proceed, Record, Refuse};
+        let p = Path::new("/data/music");
+        let here = Observation::Directory {
+            id: AT_START,
+            listable: Ok(()),
+        };
+        let other = RootId { dev: 40, ino: 2 };
+        let elsewhere = Observation::Directory {
+            id: other,
+            listable: Ok(()),
+        };
+        let missing = Observation::Missing("No such file or directory".into());
+        // (recorded, seen, empty, known files, --accept-new-data-dir) -> verdict, or refusal text
+        type Case<'a> = (
+            Option<RootId>,
+            &'a Observation,
+            bool,
+            u64,
+            bool,
+            Result<StartVerdict, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (None, &here, true, 0, false, Ok(Record(AT_START))),
+            (None, &here, false, 0, false, Ok(Record(AT_START))),
+            (Some(AT_START), &here, false, 10, false, Ok(Proceed)),
+            (Some(AT_START), &here, true, 0, false, Ok(Proceed)),
+            (
+                Some(AT_START),
+                &here,
+                true,
+                10,
+                false,
+                Err("is empty, but the state store knows 10 files"),
+            ),
+            (Some(AT_START), &here, true, 10, true, Ok(Proceed)),
+            (
+                Some(AT_START),
+                &elsewhere,
+                false,
+                10,
+                false,
+                Err("another directory than the one the state store describes"),
+            ),
+            (
+                Some(AT_START),
+                &elsewhere,
+                true,
+                10,
+                false,
+                Err("--accept-new-data-dir"),
+            ),
+            (
+                Some(AT_START),
+                &elsewhere,
+                true,
+                10,
+                true,
+                Ok(Record(other)),
+            ),
+            (
+                Some(AT_START),
+                &missing,
+                false,
+                10,
+                true,
+                Err("is the volume mounted"),
+            ),
+            (
+                None,
+                &missing,
+                false,
+                0,
+                false,
+                Err("is the volume mounted"),
+            ),
+        ];
+        for (recorded, seen, empty, known, accept, want) in cases {
+            let got = at_start(p, recorded, seen, empty, known, accept);
+            match (&want, &got) {
+                (Ok(w), g) if w == g => {}
+                (Err(text), Refuse(why)) => {
+                    assert!(why.contains(text), "{seen:?}: {why}");
+                    assert!(why.contains("DATA_DIR /data/music"), "{why}");
+                }
+                _ => panic!(
+                    "{recorded:?} {seen:?} {empty} {known} {accept}: got {got:?}, want {want:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn a_directory_renamed_away_and_back_is_unsound_then_sound() {
         let top = tempfile::tempdir().unwrap();
         let data = top.path().join("music");
         std::fs::create_dir(&data).unwrap();
-        let state = RootState::record(&data).unwrap();
-        state.check();
-        assert!(state.health().is_sound());
+        let state = RootState::new(&data);
+        assert!(
+            !state.health().is_sound(),
+            "unsound until start-up settles it"
+        );
+        let Observation::Directory { id, .. } = observe(&data) else {
+            panic!("not a directory")
+        };
+        state.settle(id);
+        assert_eq!(state.check(), (true, false));
         std::fs::rename(&data, top.path().join("elsewhere")).unwrap();
-        state.check();
-        assert!(!state.health().is_sound());
+        assert_eq!(state.check(), (false, false));
         // An empty directory in its place is not the same directory.
         std::fs::create_dir(&data).unwrap();
         state.check();
         assert!(matches!(state.health(), RootHealth::Faulty(w) if w.contains("another directory")));
         std::fs::remove_dir(&data).unwrap();
         std::fs::rename(top.path().join("elsewhere"), &data).unwrap();
-        state.check();
-        assert!(state.health().is_sound());
+        assert_eq!(state.check(), (true, true), "back: sound, and newly so");
+        assert_eq!(state.check(), (true, false));
     }
 }

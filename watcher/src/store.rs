@@ -12,6 +12,10 @@ use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 /// Path bytes → encoded [`Entry`].
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
+/// Facts about the store itself, such as which directory it describes.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
+/// The META key of DATA_DIR's device and inode (16 bytes, little-endian).
+const ROOT_KEY: &str = "data_dir_root";
 
 /// Record layout version, first byte of every value, so the format can change later.
 const RECORD_V1: u8 = 1;
@@ -167,9 +171,46 @@ impl Store {
                 source: e.into(),
             })?;
         let store = Self { db, path };
-        // Create the table up front so read transactions never see it missing.
+        // Create the tables up front so read transactions never see them missing.
         store.apply(&[])?;
+        let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        txn.open_table(META).map_err(|e| store.err(e))?;
+        txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    /// The device and inode of the DATA_DIR this store describes, once recorded.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn root_id(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(META).map_err(|e| self.err(e))?;
+        let value = table.get(ROOT_KEY).map_err(|e| self.err(e))?;
+        Ok(value.and_then(|v| {
+            let b = v.value();
+            let dev = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+            let ino = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
+            Some((dev, ino))
+        }))
+    }
+
+    /// Records the device and inode of DATA_DIR (durably).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if the transaction fails.
+    pub fn set_root_id(&self, dev: u64, ino: u64) -> Result<(), StoreError> {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&dev.to_le_bytes());
+        bytes[8..].copy_from_slice(&ino.to_le_bytes());
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(META).map_err(|e| self.err(e))?;
+            table
+                .insert(ROOT_KEY, &bytes[..])
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -340,6 +381,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_identity_is_kept_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.root_id().unwrap(), None);
+        store.set_root_id(2049, 12).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.root_id().unwrap(), Some((2049, 12)));
+    }
 
     fn entry(n: u64) -> Entry {
         Entry {
