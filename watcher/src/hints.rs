@@ -4,11 +4,14 @@
 //! to a [`Change`] and `try_send`s it; when the queue is full it raises the rescan flag instead,
 //! so an event that did not fit is recovered by a reconciliation scan, never silently dropped.
 
-use std::path::Path;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+use notify::event::{
+    AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, Notify};
@@ -145,7 +148,188 @@ pub fn convert(event: &notify::Event) -> Vec<Change> {
     event.paths.iter().cloned().map(Change::Path).collect()
 }
 
-/// Starts inotify on `root`, recursively. New directories are watched as they appear.
+/// The live inotify watch of DATA_DIR. Dropping it stops the watch (and its helper thread).
+///
+/// Every directory is watched through notify's recursive mode, except where a directory cannot
+/// be read (a root-owned `lost+found` with mode 0700 at the top of every ext4 volume, seen by a
+/// non-root container user): notify's recursive walk gives up on the first unreadable directory,
+/// so the directories above one are watched one level deep instead ("split"), each readable
+/// child recursively again, and the unreadable one is skipped with a WARNING. New, renamed and
+/// removed directories directly inside a split directory are followed by a helper thread, since
+/// notify follows them only below a recursive watch. A tree without unreadable directories is
+/// one recursive watch, as before.
+pub struct NativeWatch {
+    tree: Arc<WatchTree>,
+}
+
+impl std::fmt::Debug for NativeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeWatch")
+            .field("split", &self.tree.split_dirs())
+            .finish_non_exhaustive()
+    }
+}
+
+struct WatchTree {
+    watcher: Mutex<RecommendedWatcher>,
+    /// Directories watched one level deep because something below them cannot be read.
+    split: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Every path `watch` was called on, to undo a subtree when it moves or goes.
+    roots: Mutex<BTreeSet<PathBuf>>,
+}
+
+/// A directory that appeared in, or left, a split directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirChange {
+    /// Created or moved in: watch it.
+    Added(PathBuf),
+    /// Removed or moved away: stop watching it and everything below it.
+    Removed(PathBuf),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The directory changes in `event` that notify does not follow itself: those directly inside a
+/// split directory.
+pub fn dir_changes(event: &notify::Event, split: &HashSet<PathBuf>) -> Vec<DirChange> {
+    let in_split = |p: &Path| p.parent().is_some_and(|d| split.contains(d));
+    let paths = &event.paths;
+    let mut out = Vec::new();
+    match event.kind {
+        EventKind::Create(CreateKind::Folder)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            out.extend(
+                paths
+                    .iter()
+                    .filter(|p| in_split(p))
+                    .cloned()
+                    .map(DirChange::Added),
+            );
+        }
+        EventKind::Remove(RemoveKind::Folder)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+            out.extend(
+                paths
+                    .iter()
+                    .filter(|p| in_split(p))
+                    .cloned()
+                    .map(DirChange::Removed),
+            );
+        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if paths.len() == 2 => {
+            if in_split(&paths[0]) {
+                out.push(DirChange::Removed(paths[0].clone()));
+            }
+            if in_split(&paths[1]) {
+                out.push(DirChange::Added(paths[1].clone()));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn denied(e: &notify::Error) -> bool {
+    matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+impl WatchTree {
+    fn split_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<_> = lock(&self.split).iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn watch(&self, dir: &Path, mode: RecursiveMode) -> notify::Result<()> {
+        lock(&self.watcher).watch(dir, mode)?;
+        lock(&self.roots).insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Watches `dir` and everything readable below it.
+    ///
+    /// # Errors
+    /// The watch limit, or a failure other than an unreadable directory.
+    fn watch_tree(&self, dir: &Path) -> Result<(), HintError> {
+        let err = match self.watch(dir, RecursiveMode::Recursive) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !denied(&err) {
+            return Err(map_err(dir, err));
+        }
+        let culprit = err
+            .paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| dir.to_path_buf());
+        // Undo the part of the recursive watch notify made before it gave up.
+        self.unwatch_subtree(dir);
+        if culprit == dir {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot watch directory: permission denied (this user needs read and execute \
+                 permission on it); its files are not reported, the rest of the tree is watched"
+            );
+            return Ok(());
+        }
+        if let Err(e) = self.watch(dir, RecursiveMode::NonRecursive) {
+            return if denied(&e) {
+                tracing::warn!(dir = %dir.display(), "cannot watch directory: permission denied; skipped");
+                Ok(())
+            } else {
+                Err(map_err(dir, e))
+            };
+        }
+        lock(&self.split).insert(dir.to_path_buf());
+        let children = match std::fs::read_dir(dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list directory; its subdirectories are not watched");
+                return Ok(());
+            }
+        };
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                self.watch_tree(&child.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops watching `dir` and everything below it.
+    fn unwatch_subtree(&self, dir: &Path) {
+        let gone: Vec<PathBuf> = lock(&self.roots)
+            .iter()
+            .filter(|r| r.starts_with(dir))
+            .cloned()
+            .collect();
+        for r in gone {
+            // Already gone with its directory, or never watched: nothing to undo.
+            let _ = lock(&self.watcher).unwatch(&r);
+            lock(&self.roots).remove(&r);
+            lock(&self.split).remove(&r);
+        }
+    }
+
+    fn apply(&self, change: DirChange) {
+        match change {
+            DirChange::Added(p) => {
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    if let Err(e) = self.watch_tree(&p) {
+                        tracing::warn!(dir = %p.display(), error = %e, "cannot watch new directory; rescans will find its files");
+                    }
+                }
+            }
+            DirChange::Removed(p) => self.unwatch_subtree(&p),
+        }
+    }
+}
+
+/// Starts inotify on `root`, recursively. New directories are watched as they appear;
+/// unreadable ones are skipped with a WARNING (see [`NativeWatch`]).
 ///
 /// # Errors
 /// [`HintError::WatchLimit`] when inotify watches run out (the caller may fall back to polling).
@@ -154,10 +338,15 @@ pub fn start_native(
     tx: mpsc::Sender<Change>,
     rescan: Arc<RescanFlag>,
     overflows: Counter,
-) -> Result<RecommendedWatcher, HintError> {
+) -> Result<NativeWatch, HintError> {
     let send_tx = tx;
     let flag = Arc::clone(&rescan);
-    let mut watcher =
+    let split: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+    let split_seen = Arc::clone(&split);
+    // Directory changes inside split directories, for the helper thread. Bounded: when it is
+    // full, a rescan finds what the missing watches miss.
+    let (dirs_tx, dirs_rx) = crossbeam_channel::bounded::<DirChange>(4096);
+    let watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
                 for change in convert(&event) {
@@ -171,6 +360,14 @@ pub fn start_native(
                         flag.raise(RescanCause::HintQueueFull);
                     }
                 }
+                let split = lock(&split_seen);
+                if !split.is_empty() {
+                    for change in dir_changes(&event, &split) {
+                        if dirs_tx.try_send(change).is_err() {
+                            flag.raise(RescanCause::HintQueueFull);
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "watcher error; scheduling a rescan");
@@ -178,10 +375,28 @@ pub fn start_native(
             }
         })
         .map_err(|source| map_err(root, source))?;
-    watcher
-        .watch(root, RecursiveMode::Recursive)
-        .map_err(|source| map_err(root, source))?;
-    Ok(watcher)
+    let tree = Arc::new(WatchTree {
+        watcher: Mutex::new(watcher),
+        split,
+        roots: Mutex::default(),
+    });
+    tree.watch_tree(root)?;
+    // The helper holds the tree weakly: dropping the NativeWatch drops the watcher, its
+    // callback and so the channel's sender, which ends the helper.
+    let weak = Arc::downgrade(&tree);
+    std::thread::Builder::new()
+        .name("watch-dirs".into())
+        .spawn(move || {
+            for change in dirs_rx {
+                let Some(tree) = weak.upgrade() else { return };
+                tree.apply(change);
+            }
+        })
+        .map_err(|e| HintError::Notify {
+            path: root.display().to_string(),
+            source: notify::Error::io(e),
+        })?;
+    Ok(NativeWatch { tree })
 }
 
 fn map_err(root: &Path, source: notify::Error) -> HintError {
@@ -198,8 +413,7 @@ fn map_err(root: &Path, source: notify::Error) -> HintError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, Flag};
-    use std::path::PathBuf;
+    use notify::event::Flag;
 
     #[test]
     fn the_flag_hands_over_each_cause_once() {
@@ -213,6 +427,57 @@ mod tests {
             vec![RescanCause::KernelOverflow, RescanCause::HintQueueFull]
         );
         assert!(flag.take().is_empty());
+    }
+
+    #[test]
+    fn directory_changes_are_followed_only_inside_split_directories() {
+        let p = |s: &str| PathBuf::from(s);
+        let split: HashSet<PathBuf> = [p("/d")].into_iter().collect();
+        let ev = |kind| notify::Event::new(kind);
+        let name = |mode| EventKind::Modify(ModifyKind::Name(mode));
+        let cases: Vec<(notify::Event, Vec<DirChange>)> = vec![
+            (
+                ev(EventKind::Create(CreateKind::Folder)).add_path(p("/d/album")),
+                vec![DirChange::Added(p("/d/album"))],
+            ),
+            // Below a recursive watch notify follows it itself.
+            (
+                ev(EventKind::Create(CreateKind::Folder)).add_path(p("/d/album/cd1")),
+                vec![],
+            ),
+            // Files are not directories to watch.
+            (
+                ev(EventKind::Create(CreateKind::File)).add_path(p("/d/a.flac")),
+                vec![],
+            ),
+            (
+                ev(name(RenameMode::Both))
+                    .add_path(p("/d/a"))
+                    .add_path(p("/d/b")),
+                vec![DirChange::Removed(p("/d/a")), DirChange::Added(p("/d/b"))],
+            ),
+            (
+                ev(name(RenameMode::Both))
+                    .add_path(p("/d/a"))
+                    .add_path(p("/d/x/a")),
+                vec![DirChange::Removed(p("/d/a"))],
+            ),
+            (
+                ev(name(RenameMode::To)).add_path(p("/d/in")),
+                vec![DirChange::Added(p("/d/in"))],
+            ),
+            (
+                ev(name(RenameMode::From)).add_path(p("/d/out")),
+                vec![DirChange::Removed(p("/d/out"))],
+            ),
+            (
+                ev(EventKind::Remove(RemoveKind::Folder)).add_path(p("/d/gone")),
+                vec![DirChange::Removed(p("/d/gone"))],
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(dir_changes(&event, &split), want, "{event:?}");
+        }
     }
 
     #[test]

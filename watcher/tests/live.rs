@@ -330,3 +330,62 @@ fn a_full_hint_queue_triggers_a_rescan_and_loses_nothing() {
     let quiet = w.barrier(&data, "barrier");
     assert!(quiet.is_empty(), "unexpected events: {quiet:?}");
 }
+
+#[test]
+fn an_unreadable_directory_is_skipped_and_the_rest_is_watched() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("before.flac"), b"before").unwrap();
+    // As at the top of every ext4 volume: root's, mode 0700.
+    let lost = data.join("lost+found");
+    std::fs::create_dir(&lost).unwrap();
+    std::fs::write(lost.join("#1234"), b"fragment").unwrap();
+    std::fs::set_permissions(&lost, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir(data.join("album")).unwrap();
+    let as_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&lost).unwrap()) == 0;
+    assert!(
+        as_root,
+        "this test makes a root-owned directory and runs the watcher as nobody: run it as root \
+         (scripts/test in CI does)"
+    );
+    for d in [&data, &state.path().to_path_buf(), &data.join("album")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let cmd = command(&data, state.path(), &[]);
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_remove("RABBITMQ_HOST")
+        .env_remove("AMQP_URL")
+        .env("HOME", state.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let w = Watcher::spawn(wrapped);
+    assert_eq!(path_of(&w.next()), data.join("before.flac"));
+    let warning = w.wait_log("cannot watch directory");
+    assert!(warning.contains("lost+found"), "{warning}");
+    assert!(warning.contains("permission denied"), "{warning}");
+    w.wait_ready();
+    // Live changes at the top, in an existing directory, in a new one, and in a renamed one.
+    let created = w.barrier(&data, "top.flac");
+    assert!(created.is_empty(), "{created:?}");
+    let created = w.barrier(&data.join("album"), "track.flac");
+    assert!(created.is_empty(), "{created:?}");
+    std::fs::create_dir(data.join("new")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let created = w.barrier(&data.join("new"), "fresh.flac");
+    assert!(created.is_empty(), "{created:?}");
+    std::fs::rename(data.join("new"), data.join("renamed")).unwrap();
+    let moved = w.next();
+    assert_eq!(event_type(&moved), "file_moved", "{moved}");
+    assert_eq!(path_of(&moved), data.join("renamed/fresh.flac"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let created = w.barrier(&data.join("renamed"), "later.flac");
+    assert!(created.is_empty(), "{created:?}");
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("#1234"), "read inside lost+found: {log}");
+}
