@@ -45,6 +45,7 @@ fn entry(i: usize) -> Entry {
             mtime_ns: 1_700_000_000_000_000_000 + i as i64,
             inode: i as u64,
             dev: 2049,
+            ctime_ns: 1_700_000_000_000_000_000 + i as i64,
         },
         digest: Digest::from_parts(sha, i as u128 * 0x9E37_79B9_7F4A_7C15),
     }

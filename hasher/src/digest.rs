@@ -57,7 +57,10 @@ fn lower_hex(bytes: &[u8]) -> String {
 /// What `stat` said about a file: enough to tell whether its content may have changed.
 ///
 /// A file whose stamp is unchanged is not read again; a rename keeps the inode, size and mtime,
-/// so a moved file keeps its digests without being hashed again.
+/// so a moved file keeps its digests without being hashed again. The ctime is part of it because
+/// size and mtime can lie: a same-size rewrite whose mtime was put back (`touch -d`, `rsync -t`,
+/// `cp -p`) changes only the ctime, which no process can set. A ctime change means "look again";
+/// if the digest is the same (a `chmod`, a `touch`), nothing is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamp {
     /// Size in bytes.
@@ -68,6 +71,9 @@ pub struct Stamp {
     pub inode: u64,
     /// Device number of the filesystem holding the inode.
     pub dev: u64,
+    /// Status-change time in nanoseconds since the Unix epoch, or [`Stamp::CTIME_UNKNOWN`] for
+    /// a stamp recorded before the ctime was kept.
+    pub ctime_ns: i64,
 }
 
 impl Stamp {
@@ -81,7 +87,24 @@ impl Stamp {
                 .saturating_add(meta.mtime_nsec()),
             inode: meta.ino(),
             dev: meta.dev(),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
+    }
+
+    /// The ctime of a stamp recorded without one.
+    pub const CTIME_UNKNOWN: i64 = i64::MIN;
+
+    /// True when `self`, just observed, shows the same file as `recorded` with nothing changed:
+    /// the same inode, size, mtime and ctime. A recorded stamp without a ctime matches any.
+    pub fn unchanged_from(&self, recorded: &Stamp) -> bool {
+        self.size == recorded.size
+            && self.mtime_ns == recorded.mtime_ns
+            && self.inode == recorded.inode
+            && self.dev == recorded.dev
+            && (recorded.ctime_ns == Self::CTIME_UNKNOWN || self.ctime_ns == recorded.ctime_ns)
     }
 
     /// True when size and mtime agree: the content is presumed the same on the same inode.
@@ -93,6 +116,34 @@ impl Stamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unchanged_means_inode_size_mtime_and_ctime() {
+        let seen = Stamp {
+            size: 10,
+            mtime_ns: 100,
+            inode: 7,
+            dev: 1,
+            ctime_ns: 200,
+        };
+        let with = |f: fn(&mut Stamp)| {
+            let mut s = seen;
+            f(&mut s);
+            s
+        };
+        let cases: [(Stamp, bool); 7] = [
+            (seen, true),
+            (with(|s| s.ctime_ns = Stamp::CTIME_UNKNOWN), true),
+            (with(|s| s.ctime_ns = 199), false),
+            (with(|s| s.mtime_ns = 99), false),
+            (with(|s| s.size = 11), false),
+            (with(|s| s.inode = 8), false),
+            (with(|s| s.dev = 2), false),
+        ];
+        for (recorded, want) in cases {
+            assert_eq!(seen.unchanged_from(&recorded), want, "{recorded:?}");
+        }
+    }
 
     #[test]
     fn xxh128_hex_is_big_endian_and_zero_padded() {

@@ -447,7 +447,7 @@ impl Engine {
                     (stamp, _) => stamp,
                 };
                 if let (Some(e), Some(s)) = (recorded, stamp) {
-                    if e.stamp == s {
+                    if s.unchanged_from(&e.stamp) {
                         return;
                     }
                 }
@@ -498,7 +498,9 @@ impl Engine {
     fn walk_msg(&mut self, m: ScanMsg) {
         if let ScanMsg::Found(p, stamp, _) = m {
             if self.busy.contains(&p)
-                || self.uncommitted(&p).is_some_and(|e| Some(e.stamp) == stamp)
+                || self
+                    .uncommitted(&p)
+                    .is_some_and(|e| stamp.is_some_and(|s| s.unchanged_from(&e.stamp)))
             {
                 return;
             }
@@ -795,7 +797,7 @@ impl Engine {
 
     /// A settled regular file that is not a rename: unchanged, moved (from limbo), or hashed.
     fn settled_file(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, prior: Option<Entry>) {
-        if prior.is_some_and(|e| e.stamp == stamp) {
+        if prior.is_some_and(|e| stamp.unchanged_from(&e.stamp)) {
             return;
         }
         if prior.is_none() {

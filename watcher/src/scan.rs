@@ -156,7 +156,7 @@ pub fn walk(
                 }
             },
         };
-        if known.is_some_and(|k| Some(k.stamp) == stamp) {
+        if known.is_some_and(|k| stamp.is_some_and(|s| s.unchanged_from(&k.stamp))) {
             unchanged += 1;
         } else if tx
             .blocking_send(ScanMsg::Found(path.to_path_buf(), stamp, known))

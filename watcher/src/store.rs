@@ -18,8 +18,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 const ROOT_KEY: &str = "data_dir_root";
 
 /// Record layout version, first byte of every value, so the format can change later.
+/// The record before the ctime was kept: version, size, mtime, inode, dev, SHA-256, XXH128.
 const RECORD_V1: u8 = 1;
-const RECORD_LEN: usize = 1 + 8 + 8 + 8 + 8 + 32 + 16;
+const RECORD_V1_LEN: usize = 1 + 8 + 8 + 8 + 8 + 32 + 16;
+/// The current record: V1's fields, then the ctime.
+const RECORD_V2: u8 = 2;
+const RECORD_LEN: usize = RECORD_V1_LEN + 8;
 
 /// What is known about one reported file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,20 +37,25 @@ pub struct Entry {
 impl Entry {
     fn encode(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        out[0] = RECORD_V1;
+        out[0] = RECORD_V2;
         out[1..9].copy_from_slice(&self.stamp.size.to_le_bytes());
         out[9..17].copy_from_slice(&self.stamp.mtime_ns.to_le_bytes());
         out[17..25].copy_from_slice(&self.stamp.inode.to_le_bytes());
         out[25..33].copy_from_slice(&self.stamp.dev.to_le_bytes());
         out[33..65].copy_from_slice(self.digest.sha256());
         out[65..81].copy_from_slice(&self.digest.xxh128().to_le_bytes());
+        out[81..89].copy_from_slice(&self.stamp.ctime_ns.to_le_bytes());
         out
     }
 
     fn decode(raw: &[u8]) -> Option<Self> {
-        if raw.len() != RECORD_LEN || raw[0] != RECORD_V1 {
-            return None;
-        }
+        // A V1 record (written before the ctime was kept) reads with an unknown ctime, which
+        // matches any: an upgrade does not re-hash the whole library.
+        let ctime_at = match (raw.first(), raw.len()) {
+            (Some(&RECORD_V2), RECORD_LEN) => Some(81),
+            (Some(&RECORD_V1), RECORD_V1_LEN) => None,
+            _ => return None,
+        };
         let u64_at = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&raw[i..i + 8]);
@@ -62,6 +71,7 @@ impl Entry {
                 mtime_ns: i64::from_le_bytes(u64_at(9)),
                 inode: u64::from_le_bytes(u64_at(17)),
                 dev: u64::from_le_bytes(u64_at(25)),
+                ctime_ns: ctime_at.map_or(Stamp::CTIME_UNKNOWN, |i| i64::from_le_bytes(u64_at(i))),
             },
             digest: Digest::from_parts(sha, u128::from_le_bytes(xxh)),
         })
@@ -400,9 +410,30 @@ mod tests {
                 mtime_ns: -5 + n as i64,
                 inode: 77 + n,
                 dev: 3,
+                ctime_ns: 1_000 + n as i64,
             },
             digest: Digest::from_parts([n as u8; 32], u128::MAX - n as u128),
         }
+    }
+
+    #[test]
+    fn a_record_from_before_the_ctime_reads_with_an_unknown_ctime() {
+        let e = entry(5);
+        let mut v1 = e.encode()[..RECORD_V1_LEN].to_vec();
+        v1[0] = RECORD_V1;
+        let old = Entry::decode(&v1).unwrap();
+        assert_eq!(old.stamp.ctime_ns, Stamp::CTIME_UNKNOWN);
+        assert_eq!(
+            (old.stamp.size, old.stamp.inode),
+            (e.stamp.size, e.stamp.inode)
+        );
+        assert_eq!(old.digest, e.digest);
+        assert!(
+            e.stamp.unchanged_from(&old.stamp),
+            "an upgrade must not re-hash"
+        );
+        assert_eq!(Entry::decode(&e.encode()), Some(e));
+        assert_eq!(Entry::decode(&v1[..40]), None);
     }
 
     #[test]

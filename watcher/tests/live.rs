@@ -389,3 +389,30 @@ fn an_unreadable_directory_is_skipped_and_the_rest_is_watched() {
     assert!(status.success(), "{log}");
     assert!(!log.contains("#1234"), "read inside lost+found: {log}");
 }
+
+#[test]
+fn a_same_size_rewrite_with_its_mtime_put_back_is_reported_live() {
+    let (_keep, data, state) = dirs();
+    let song = data.join("song.flac");
+    std::fs::write(&song, b"first take").unwrap();
+    let w = Watcher::start(&data, state.path(), &[]);
+    assert_eq!(event_type(&w.next()), "file_discovered");
+    w.wait_ready();
+    rewrite_keeping_mtime(&song, b"final take");
+    let e = w.next();
+    assert_eq!(event_type(&e), "file_modified", "{e}");
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &song)
+    );
+    // A touch that changes nothing but times publishes nothing.
+    let status = std::process::Command::new("touch")
+        .arg(&song)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest = w.barrier(&data, "after.flac");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+}

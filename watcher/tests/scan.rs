@@ -315,3 +315,24 @@ fn a_directory_renamed_while_down_is_reported_as_moves() {
         assert!(olds.insert(old), "an old path was paired twice");
     }
 }
+
+#[test]
+fn a_same_size_rewrite_with_its_mtime_put_back_is_found_on_restart() {
+    let (_keep, data, state) = dirs();
+    let song = data.join("song.flac");
+    fs::write(&song, b"first take").unwrap();
+    fs::write(data.join("other.flac"), b"other").unwrap();
+    let (events, log, _) = once(&data, state.path(), &["--settle-delay", "1ms"]);
+    assert_eq!(events.len(), 2, "{log}");
+    rewrite_keeping_mtime(&song, b"final take");
+    // A chmod changes the ctime too, but not the content: re-hashed, nothing published.
+    fs::set_permissions(data.join("other.flac"), fs::Permissions::from_mode(0o600)).unwrap();
+    let (events, log, _) = once(&data, state.path(), &["--settle-delay", "1ms"]);
+    assert_eq!(events.len(), 1, "{events:?}\n{log}");
+    assert_eq!(event_type(&events[0]), "file_modified");
+    assert_eq!(path_of(&events[0]), song);
+    assert_eq!(
+        events[0]["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &song)
+    );
+}

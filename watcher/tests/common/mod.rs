@@ -186,3 +186,20 @@ pub fn dirs() -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     (data, path, state)
 }
+
+/// Rewrites `path` with `content` (same size as before, as a tool would), then puts its mtime
+/// back to what it was: only the ctime tells that the content changed.
+pub fn rewrite_keeping_mtime(path: &Path, content: &[u8]) {
+    let before = std::fs::metadata(path).unwrap().modified().unwrap();
+    let since = before.duration_since(std::time::UNIX_EPOCH).unwrap();
+    std::fs::write(path, content).unwrap();
+    let status = Command::new("touch")
+        .arg("-m")
+        .arg("-d")
+        .arg(format!("@{}.{:09}", since.as_secs(), since.subsec_nanos()))
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), before);
+}
