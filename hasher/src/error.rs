@@ -94,6 +94,13 @@ pub enum HashError {
         /// The unsettled path.
         path: PathBuf,
     },
+    /// The pool was stopped ([`crate::HashPool::stop`]) before the file was finished: it was
+    /// not read to the end, and nothing is known about its content.
+    #[error("{}: not hashed: the hashing pool is stopping", path.display())]
+    Cancelled {
+        /// The path that was being hashed.
+        path: PathBuf,
+    },
     /// Any other I/O failure.
     #[error("{}: {source}", path.display())]
     Io {
@@ -135,6 +142,7 @@ impl HashError {
             | Self::PermissionDenied { path }
             | Self::NotRegularFile { path, .. }
             | Self::Changed { path }
+            | Self::Cancelled { path }
             | Self::Io { path, .. } => path,
         }
     }
@@ -146,6 +154,7 @@ impl HashError {
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NotRegularFile { .. } => "not_regular",
             Self::Changed { .. } => "changed",
+            Self::Cancelled { .. } => "cancelled",
             Self::Io { .. } => "io",
         }
     }

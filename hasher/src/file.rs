@@ -64,6 +64,11 @@ pub(crate) struct Hashing {
 }
 
 impl Hashing {
+    /// The file being hashed.
+    pub(crate) fn into_path(self) -> PathBuf {
+        self.path
+    }
+
     /// Opens the path without following a link and without blocking, then checks with `fstat`
     /// that it is a regular file before a single byte is read.
     ///

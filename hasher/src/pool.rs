@@ -10,7 +10,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -106,6 +106,8 @@ pub struct PoolStats {
     pub failed: AtomicU64,
     /// Large files currently paused between slices.
     pub sliced_in_progress: AtomicUsize,
+    /// Jobs answered with [`HashError::Cancelled`] after [`HashPool::stop`].
+    pub cancelled: AtomicU64,
 }
 
 struct Partial {
@@ -117,7 +119,9 @@ struct Partial {
 ///
 /// Memory is bounded by construction: at most `capacity` jobs wait in the intake, and every file
 /// paused between slices came from it, so open files and hasher states stay below
-/// `capacity + threads`. Dropping the pool finishes every accepted job, then joins the threads.
+/// `capacity + threads`. Dropping the pool finishes every accepted job, then joins the threads,
+/// unless [`HashPool::stop`] was called: then every job not finished yet is answered with
+/// [`HashError::Cancelled`] at its next slice boundary, so dropping returns within one slice.
 ///
 /// For async callers: hold a semaphore with `capacity` permits, take one before
 /// [`HashPool::try_submit`] and give it back in the job's callback; `try_submit` then never finds
@@ -127,6 +131,7 @@ pub struct HashPool {
     workers: Vec<JoinHandle<()>>,
     stats: Arc<PoolStats>,
     capacity: usize,
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -150,6 +155,7 @@ impl HashPool {
         // Unbounded in type only: every entry is a file taken from the bounded intake.
         let (slice_tx, slice_rx) = unbounded::<Partial>();
         let stats = Arc::new(PoolStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let worker = Worker {
@@ -159,6 +165,7 @@ impl HashPool {
                 stats: Arc::clone(&stats),
                 slice_bytes: config.slice_bytes.max(BUFFER_SIZE as u64),
                 buf: Vec::new(),
+                stopping: Arc::clone(&stopping),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("hash-{i}"))
@@ -170,7 +177,16 @@ impl HashPool {
             workers,
             stats,
             capacity,
+            stopping,
         })
+    }
+
+    /// Stops hashing: no job is started any more, and a large file stops at its next slice
+    /// boundary. Every job not finished is answered with [`HashError::Cancelled`] (queued ones
+    /// at once), so callers waiting for callbacks are not left waiting. Used at shutdown, where
+    /// finishing a 4 GiB file would outlast any deadline.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Queues a job, blocking while the intake is full. Use from plain threads only.
@@ -239,9 +255,19 @@ struct Worker {
     stats: Arc<PoolStats>,
     slice_bytes: u64,
     buf: Vec<u8>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self, path: PathBuf, done: Done) {
+        self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.finish(done, Err(HashError::Cancelled { path }));
+    }
+
     fn run(mut self) {
         let mut intake_open = true;
         loop {
@@ -272,6 +298,9 @@ impl Worker {
     }
 
     fn start(&mut self, job: Job) {
+        if self.stopping() {
+            return self.cancel(job.path, job.done);
+        }
         match Hashing::open(&job.path) {
             Ok(hashing) => self.step(Partial {
                 hashing,
@@ -283,6 +312,9 @@ impl Worker {
 
     fn resume(&mut self, partial: Partial) {
         self.stats.sliced_in_progress.fetch_sub(1, Ordering::AcqRel);
+        if self.stopping() {
+            return self.cancel(partial.hashing.into_path(), partial.done);
+        }
         self.step(partial);
     }
 

@@ -159,3 +159,58 @@ fn errors_come_back_through_the_pool() {
     assert!(matches!(r, Err(HashError::NotFound { .. })));
     assert_eq!(pool.stats().failed.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn stop_answers_every_job_within_a_slice_and_drop_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    // Sparse: 4 x 4 GiB cost no disk, and take minutes to hash in a debug build.
+    for i in 0..4 {
+        let p = dir.path().join(format!("big{i}.bin"));
+        std::fs::File::create(&p).unwrap().set_len(4 << 30).unwrap();
+        paths.push(p);
+    }
+    for i in 0..20 {
+        let p = dir.path().join(format!("small{i}.txt"));
+        std::fs::write(&p, "small").unwrap();
+        paths.push(p);
+    }
+    let pool = HashPool::new(PoolConfig {
+        threads: 2,
+        capacity: 64,
+        slice_bytes: 4 << 20,
+    })
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for p in &paths {
+        let tx = tx.clone();
+        let path = p.clone();
+        pool.submit(Job::new(p.clone(), move |r| {
+            let _ = tx.send((path, r));
+        }))
+        .unwrap();
+    }
+    drop(tx);
+    // Let the big files get going.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stopped = std::time::Instant::now();
+    pool.stop();
+    drop(pool);
+    let results: Vec<_> = rx.iter().collect();
+    let took = stopped.elapsed();
+    assert_eq!(results.len(), paths.len(), "every job answered once");
+    let cancelled: Vec<_> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Err(HashError::Cancelled { .. })))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for i in 0..4 {
+        let big = dir.path().join(format!("big{i}.bin"));
+        assert!(cancelled.contains(&big), "{big:?} was hashed to the end");
+    }
+    // One 4 MiB slice per thread, not 16 GiB.
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stop took {took:?}"
+    );
+}

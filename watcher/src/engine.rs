@@ -370,12 +370,16 @@ impl Engine {
             && self.inflight.is_empty()
     }
 
-    /// Graceful stop: no new intake; let hashes in flight become events, deliver what is
-    /// queued, and wait for acceptance up to the deadline.
+    /// Graceful stop: no new intake and no new hashes; hashing stops at the next slice boundary
+    /// (what was finished becomes events), what is queued is delivered, and acceptance is
+    /// awaited up to the deadline. What is not confirmed by then is found at the next start.
     async fn drain(&mut self) {
         self.scan_stop.store(true, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
         self.hash_queue.clear();
+        // Every job still in the pool comes back at once or after its current slice,
+        // finished or cancelled, so the loop below does not wait for a 4 GiB file.
+        self.pool.stop();
         loop {
             self.take_hashed();
             self.start_deliveries();
@@ -987,6 +991,11 @@ impl Engine {
         self.since = work.since;
         let h = match done.result {
             Ok(h) => h,
+            Err(HashError::Cancelled { .. }) => {
+                // Shutting down: the file is found again at the next start.
+                self.busy.remove(&path);
+                return;
+            }
             Err(HashError::Changed { .. } | HashError::NotFound { .. }) => {
                 // Still being written, or gone: back to settling, which sorts out which.
                 self.busy.remove(&path);

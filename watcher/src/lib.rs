@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SinkKind, WatchMode};
 
+/// How long the exit waits for the broker connection to close after the pipeline has stopped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often DATA_DIR is checked for being the directory the instance started on: often enough
 /// for readiness to turn within seconds of an unmount, rarely enough to cost nothing.
 const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -230,7 +233,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         },
         store,
         pool,
-        sink,
+        Arc::clone(&sink),
         hint_rx,
         rescan,
         Arc::clone(&stats),
@@ -238,6 +241,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let result = engine.run(cancel).await;
     publisher_cancel.cancel();
+    if let publisher::Sink::Amqp(p) = &*sink {
+        // Close the connection cleanly (the broker then sees a normal close, not a lost
+        // client), but never let that hold the exit for long.
+        if tokio::time::timeout(CLOSE_TIMEOUT, p.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the RabbitMQ connection did not close within {CLOSE_TIMEOUT:?}; exiting anyway"
+            );
+        }
+    }
     result?;
     tracing::info!(events = stats.events_total(), "file-watcher stopped");
     Ok(())
@@ -337,21 +352,30 @@ fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::Amq
     Ok(amqp)
 }
 
+/// The first SIGTERM or SIGINT starts a graceful stop; a second one exits at once (code 130),
+/// for an operator who does not want to wait for the deadline.
 fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut int =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        for first in [true, false] {
+            tokio::select! {
+                Some(()) = async { match term.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {}
+                Some(()) = async { match int.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
+            if first {
+                tracing::info!(
+                    "shutdown requested: draining (a second SIGTERM or SIGINT exits at once)"
+                );
+                cancel.cancel();
+            } else {
+                tracing::warn!(
+                    "second signal: exiting now; what was not confirmed is sent again at the next start"
+                );
+                std::process::exit(130);
+            }
         }
-        tracing::info!("shutdown requested: draining");
-        cancel.cancel();
     });
 }

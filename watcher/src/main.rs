@@ -50,7 +50,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(watcher::run(cfg)) {
+    let outcome = runtime.block_on(watcher::run(cfg));
+    // Blocking tasks (a scan's walk, a store commit) are not waited for past this: the pipeline
+    // has already stopped them or committed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A config error found late (STATE_DIR, INSTANCE_ID) is still a config error.
