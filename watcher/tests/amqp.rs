@@ -318,18 +318,7 @@ fn a_connected_instance_is_ready_and_its_broker_metrics_count() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    };
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
     for line in [
         "file_watcher_ready 1",
         "file_watcher_broker_connected 1",

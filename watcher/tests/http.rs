@@ -4,32 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn get(port: u16, path: &str) -> (u16, String) {
-    try_get(port, path).unwrap()
-}
-
-/// One GET; `None` when nothing answers (yet).
-fn try_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+    http_get(port, path).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -168,7 +148,7 @@ fn v_ready(port: u16) -> bool {
 fn wait_for(port: u16, path: &str, want: u16) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        match try_get(port, path) {
+        match http_get(port, path) {
             Some((code, body)) if code == want => return body,
             _ => {}
         }
