@@ -33,8 +33,9 @@ use crate::config::{Config, SinkKind, WatchMode};
 /// How long the exit waits for the broker connection to close after the pipeline has stopped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How often DATA_DIR is checked for being the directory the instance started on: often enough
-/// for readiness to turn within seconds of an unmount, rarely enough to cost nothing.
+/// How often DATA_DIR is checked for being the directory the state store describes: often
+/// enough for readiness to turn within seconds of an unmount, rarely enough to cost nothing.
+/// (Before a deletion the pipeline looks afresh.)
 const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the service until SIGTERM/SIGINT (or, with `--once`, until the scan is reported).
