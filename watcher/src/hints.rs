@@ -150,14 +150,14 @@ pub fn convert(event: &notify::Event) -> Vec<Change> {
 
 /// The live inotify watch of DATA_DIR. Dropping it stops the watch (and its helper thread).
 ///
-/// Every directory is watched through notify's recursive mode, except where a directory cannot
-/// be read (a root-owned `lost+found` with mode 0700 at the top of every ext4 volume, seen by a
+/// Every directory is watched through notify's recursive mode, except above a subtree of more
+/// than [`SPLIT_ABOVE`] directories, and where a directory cannot be read (a root-owned `lost+found` with mode 0700 at the top of every ext4 volume, seen by a
 /// non-root container user): notify's recursive walk gives up on the first unreadable directory,
 /// so the directories above one are watched one level deep instead ("split"), each readable
 /// child recursively again, and the unreadable one is skipped with a WARNING. New, renamed and
 /// removed directories directly inside a split directory are followed by a helper thread, since
-/// notify follows them only below a recursive watch. A tree without unreadable directories is
-/// one recursive watch, as before.
+/// notify follows them only below a recursive watch. A readable tree of up to 4,096 directories
+/// is one recursive watch, as before.
 pub struct NativeWatch {
     tree: Arc<WatchTree>,
 }
@@ -231,6 +231,26 @@ pub fn dir_changes(event: &notify::Event, split: &HashSet<PathBuf>) -> Vec<DirCh
     out
 }
 
+/// The most directories one recursive notify watch may cover. notify adds a recursive watch in
+/// one go on its event thread, and meanwhile the `IN_OPEN` events of its own walk (one or two per
+/// directory) pile up unread: 20,000 directories overflowed the kernel's queue (16,384 by
+/// default) at start-up, which costs a full rescan. A larger subtree is split, so the thread
+/// reads events between smaller watches.
+const SPLIT_ABOVE: usize = 4096;
+
+/// Whether `dir` has more than `limit` directories below it (counting stops there). Nothing is
+/// watched below `dir` yet, so this walk causes no events.
+fn more_dirs_than(dir: &Path, limit: usize) -> bool {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .nth(limit)
+        .is_some()
+}
+
 fn denied(e: &notify::Error) -> bool {
     matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
 }
@@ -253,6 +273,9 @@ impl WatchTree {
     /// # Errors
     /// The watch limit, or a failure other than an unreadable directory.
     fn watch_tree(&self, dir: &Path) -> Result<(), HintError> {
+        if more_dirs_than(dir, SPLIT_ABOVE) {
+            return self.watch_split(dir);
+        }
         let err = match self.watch(dir, RecursiveMode::Recursive) {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -275,6 +298,15 @@ impl WatchTree {
             );
             return Ok(());
         }
+        self.watch_split(dir)
+    }
+
+    /// Watches `dir` one level deep and each child directory as a tree of its own; new, renamed
+    /// and removed children are then followed by the helper thread.
+    ///
+    /// # Errors
+    /// The watch limit, or a failure other than an unreadable directory.
+    fn watch_split(&self, dir: &Path) -> Result<(), HintError> {
         if let Err(e) = self.watch(dir, RecursiveMode::NonRecursive) {
             return if denied(&e) {
                 tracing::warn!(dir = %dir.display(), "cannot watch directory: permission denied; skipped");

@@ -416,3 +416,31 @@ fn a_same_size_rewrite_with_its_mtime_put_back_is_reported_live() {
     let (status, log) = w.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn starting_on_an_idle_tree_of_twenty_thousand_directories_loses_no_events() {
+    let (_keep, data, state) = dirs();
+    // 20,000 directories under one, so that no top-level split alone would keep a recursive
+    // watch small.
+    let lib = data.join("lib");
+    for a in 0..200 {
+        for b in 0..100 {
+            std::fs::create_dir_all(lib.join(format!("a{a:03}/b{b:02}"))).unwrap();
+        }
+    }
+    std::fs::write(lib.join("a007/b07/old.flac"), b"old").unwrap();
+    let w = Watcher::start(&data, state.path(), &[]);
+    assert_eq!(path_of(&w.next()), lib.join("a007/b07/old.flac"));
+    w.wait_ready();
+    // Deep inside, and in a new directory beside the split ones.
+    let rest = w.barrier(&lib.join("a123/b45"), "new.flac");
+    assert!(rest.is_empty(), "{rest:?}");
+    std::fs::create_dir(lib.join("new album")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let rest = w.barrier(&lib.join("new album"), "track.flac");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("kernel_overflow"), "{log}");
+    assert!(!log.contains("rescan scheduled"), "{log}");
+}
