@@ -113,6 +113,9 @@ impl Hashing {
                 return Ok(true);
             }
             if spent >= budget {
+                // Between slices, one `fstat`: a file renamed, replaced or rewritten meanwhile
+                // is given up now, not after reading gigabytes more that `finish` would refuse.
+                self.unchanged()?;
                 return Ok(false);
             }
             let n = match self.file.read(buf) {
@@ -132,14 +135,24 @@ impl Hashing {
         }
     }
 
-    /// Confirms the file did not change while it was read and returns the digests.
-    pub(crate) fn finish(self) -> Result<Hashed, HashError> {
+    /// `Changed` when the opened file's stamp is no longer the one it had when opened.
+    fn unchanged(&self) -> Result<(), HashError> {
         let meta = self
             .file
             .metadata()
             .map_err(|e| HashError::from_io(&self.path, e))?;
-        let after = Stamp::from_metadata(&meta);
-        if after != self.before || self.read != self.before.size {
+        if Stamp::from_metadata(&meta) != self.before {
+            return Err(HashError::Changed {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Confirms the file did not change while it was read and returns the digests.
+    pub(crate) fn finish(self) -> Result<Hashed, HashError> {
+        self.unchanged()?;
+        if self.read != self.before.size {
             return Err(HashError::Changed { path: self.path });
         }
         let sha: [u8; 32] = self.sha.finalize().into();

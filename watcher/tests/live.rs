@@ -444,3 +444,58 @@ fn starting_on_an_idle_tree_of_twenty_thousand_directories_loses_no_events() {
     assert!(!log.contains("kernel_overflow"), "{log}");
     assert!(!log.contains("rescan scheduled"), "{log}");
 }
+
+#[test]
+fn a_file_renamed_while_it_is_hashed_leaves_no_ghost() {
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("small.flac"), b"small").unwrap();
+    let a = data.join("A.bin");
+    // Sparse: no disk used, and long enough to hash in a debug build that the rename lands
+    // mid-read (whether it does or not, the replayed events must equal the disk).
+    std::fs::File::create(&a)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let w = Watcher::start(&data, state.path(), &[]);
+    assert_eq!(path_of(&w.next()), data.join("small.flac"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let b = data.join("B.bin");
+    std::fs::rename(&a, &b).unwrap();
+    let mut events = w.until(|e| path_of(e) == b && event_type(e) != "file_deleted");
+    events.extend(w.barrier(&data, "after.flac"));
+    // Replay over the empty start (small.flac was reported above).
+    let mut tree = std::collections::BTreeMap::new();
+    tree.insert(data.join("small.flac"), String::new());
+    for e in &events {
+        let sha = e["file_info"]["sha256_hash"].as_str().unwrap().to_owned();
+        match event_type(e) {
+            "file_deleted" => {
+                tree.remove(&path_of(e));
+            }
+            "file_moved" | "file_renamed" => {
+                tree.remove(&std::path::PathBuf::from(
+                    e["file_info"]["old_path"].as_str().unwrap(),
+                ));
+                tree.insert(path_of(e), sha);
+            }
+            _ => {
+                tree.insert(path_of(e), sha);
+            }
+        }
+    }
+    let paths: Vec<_> = tree.keys().cloned().collect();
+    assert_eq!(
+        paths,
+        vec![b.clone(), data.join("small.flac")],
+        "{events:#?}"
+    );
+    assert_eq!(tree[&b], tool_digest("sha256sum", &[], &b));
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+}
