@@ -136,11 +136,8 @@ pub fn at_start(
             };
         }
     };
-    let Some(recorded) = recorded else {
-        return StartVerdict::Record(id);
-    };
     if accept_new {
-        return if id == recorded {
+        return if recorded == Some(id) {
             StartVerdict::Proceed
         } else {
             StartVerdict::Record(id)
@@ -148,7 +145,7 @@ pub fn at_start(
     }
     let way_out = "if the library really moved or was emptied, start once with \
                    --accept-new-data-dir (ACCEPT_NEW_DATA_DIR=true)";
-    if id != recorded {
+    if let Some(recorded) = recorded.filter(|r| *r != id) {
         return StartVerdict::Refuse(format!(
             "DATA_DIR {dir} is another directory than the one the state store describes (device \
              {} inode {}, recorded device {} inode {}): the volume is probably not mounted; \
@@ -156,11 +153,15 @@ pub fn at_start(
             id.dev, id.ino, recorded.dev, recorded.ino
         ));
     }
+    // Also without a recorded identity: a store written before identities were kept.
     if empty && known_files > 0 {
         return StartVerdict::Refuse(format!(
             "DATA_DIR {dir} is empty, but the state store knows {known_files} files: the volume \
              is probably not mounted; {way_out}"
         ));
+    }
+    if recorded.is_none() {
+        return StartVerdict::Record(id);
     }
     StartVerdict::Proceed
 }
@@ -353,6 +354,16 @@ mod tests {
         );
         let cases: Vec<Case> = vec![
             (None, &here, true, 0, false, Ok(Record(AT_START))),
+            // A store from before identities were kept, on an empty mount point.
+            (
+                None,
+                &here,
+                true,
+                10,
+                false,
+                Err("is empty, but the state store knows 10 files"),
+            ),
+            (None, &here, true, 10, true, Ok(Record(AT_START))),
             (None, &here, false, 0, false, Ok(Record(AT_START))),
             (Some(AT_START), &here, false, 10, false, Ok(Proceed)),
             (Some(AT_START), &here, true, 0, false, Ok(Proceed)),
