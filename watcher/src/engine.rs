@@ -694,7 +694,7 @@ impl Engine {
                 continue;
             }
             let Some(e) = self.lookup(&p)? else { continue };
-            if observe(&p) != Observed::Missing && self.accepts(&p) {
+            if is_file(&p) && self.accepts(&p) {
                 continue;
             }
             self.emit_deleted(p, e);
@@ -737,9 +737,16 @@ impl Engine {
         seen: Observed,
         stamp: Option<Stamp>,
     ) -> Result<(), EngineError> {
+        let mut old_path = pending.old_path;
         match seen {
             Observed::Missing => self.vanished(&path)?,
-            Observed::Dir => self.directory(path, pending.old_path)?,
+            Observed::Dir => {
+                // A file replaced by a directory of the same name: the file is gone.
+                if let Some(e) = self.lookup(&path)? {
+                    self.emit_deleted(path.clone(), e);
+                }
+                self.directory(path, old_path.take())?;
+            }
             Observed::Other => {
                 if let Some(e) = self.lookup(&path)? {
                     self.emit_deleted(path.clone(), e);
@@ -749,54 +756,72 @@ impl Engine {
             }
             Observed::File { .. } => {
                 if !self.accepts(&path) {
-                    // Renamed to an excluded name, or never reported: the old name is gone.
-                    if let Some(from) = pending.old_path {
-                        self.settle.touch(from, Origin::Live, Instant::now());
-                    }
+                    // Renamed to an excluded name, or never reported.
                     if let Some(e) = self.lookup(&path)? {
                         self.emit_deleted(path.clone(), e);
                     }
-                    return Ok(());
-                }
-                let Some(stamp) = stamp else {
-                    return Ok(());
-                };
-                if let Some(from) = pending.old_path {
-                    if let Some(old) = self.lookup(&from)? {
-                        if observe(&from) == Observed::Missing {
-                            if old.stamp.inode == stamp.inode
-                                && old.stamp.dev == stamp.dev
-                                && old.stamp.same_content_as(&stamp)
-                            {
-                                // A plain rename: same inode, same content, digests reused.
-                                self.emit_move(
-                                    from,
-                                    path,
-                                    Entry {
-                                        stamp,
-                                        digest: old.digest,
-                                    },
-                                );
-                                return Ok(());
-                            }
-                            self.queue_hash(
-                                path,
-                                HashWork {
-                                    origin: Origin::Live,
-                                    renamed_from: Some((from, old)),
-                                    confirm_settled: false,
-                                    since: self.since,
-                                },
-                            );
+                } else if let Some(stamp) = stamp {
+                    if let Some(from) = old_path.take() {
+                        if let Some(from) = self.renamed(&from, &path, stamp)? {
+                            old_path = Some(from);
+                        } else {
                             return Ok(());
                         }
                     }
+                    let prior = self.lookup(&path)?;
+                    self.settled_file(path, pending.origin, stamp, prior);
                 }
-                let prior = self.lookup(&path)?;
-                self.settled_file(path, pending.origin, stamp, prior);
             }
         }
+        // The rename's source was not accounted for by a move: it may still be in the store
+        // (renamed and then removed, or renamed to a name we do not report), so it is looked at
+        // on its own.
+        if let Some(from) = old_path {
+            self.settle.touch(from, Origin::Live, Instant::now());
+        }
         Ok(())
+    }
+
+    /// `path` settled as a regular file that a rename brought from `from`. Emits the move (or
+    /// queues the hash that ends in one) and returns `None`; hands `from` back when this is not
+    /// a move of a file we reported.
+    fn renamed(
+        &mut self,
+        from: &Path,
+        path: &Path,
+        stamp: Stamp,
+    ) -> Result<Option<PathBuf>, EngineError> {
+        let Some(old) = self.lookup(from)? else {
+            return Ok(Some(from.to_path_buf()));
+        };
+        if self.busy.contains(from) || is_file(from) {
+            return Ok(Some(from.to_path_buf()));
+        }
+        if old.stamp.inode == stamp.inode
+            && old.stamp.dev == stamp.dev
+            && old.stamp.same_content_as(&stamp)
+        {
+            // A plain rename: same inode, same content, digests reused.
+            self.emit_move(
+                from.to_path_buf(),
+                path.to_path_buf(),
+                Entry {
+                    stamp,
+                    digest: old.digest,
+                },
+            );
+        } else {
+            self.queue_hash(
+                path.to_path_buf(),
+                HashWork {
+                    origin: Origin::Live,
+                    renamed_from: Some((from.to_path_buf(), old)),
+                    confirm_settled: false,
+                    since: self.since,
+                },
+            );
+        }
+        Ok(None)
     }
 
     /// A settled regular file that is not a rename: unchanged, moved (from limbo), or hashed.
@@ -841,12 +866,19 @@ impl Engine {
             return Ok(());
         }
         self.flush()?;
+        let now = Instant::now();
+        // Files below a vanished directory that are still in the pipeline (being hashed for a
+        // scan, or on their way to the sink) are looked at again once their work is done:
+        // otherwise a discovery delivered after this moment would never be followed by its
+        // deletion.
+        for p in self.busy.under(path) {
+            self.settle.touch(p, Origin::Live, now);
+        }
         for (p, e) in self.store.entries_under(path)? {
-            if self.busy.contains(&p)
-                || self.settle.contains(&p)
-                || self.limbo_paths.contains(&p)
-                || observe(&p) != Observed::Missing
-            {
+            if self.busy.contains(&p) || self.settle.contains(&p) || self.limbo_paths.contains(&p) {
+                continue;
+            }
+            if is_file(&p) {
                 continue;
             }
             self.emit_deleted(p, e);
@@ -910,7 +942,7 @@ impl Engine {
             };
             self.limbo_paths.remove(&path);
             // Back again under the same name: settling handles it as a change, not a delete.
-            if observe(&path) == Observed::Missing
+            if !is_file(&path)
                 && !self.busy.contains(&path)
                 && self.lookup(&path)?.is_some()
             {
@@ -1083,7 +1115,7 @@ impl Engine {
         let busy = &self.busy;
         let i = list
             .iter()
-            .position(|(p, _)| !busy.contains(p) && observe(p) == Observed::Missing)?;
+            .position(|(p, _)| !busy.contains(p) && !is_file(p))?;
         Some(list.swap_remove(i).0)
     }
 
@@ -1309,6 +1341,12 @@ fn move_kind(from: &Path, to: &Path) -> EventType {
     } else {
         EventType::FileMoved
     }
+}
+
+/// Whether a regular file is at `path` now. A store entry whose path holds anything else (nothing,
+/// a directory, a FIFO) is gone.
+fn is_file(path: &Path) -> bool {
+    matches!(observe(path), Observed::File { .. })
 }
 
 /// `lstat` reduced to what settling needs.

@@ -89,6 +89,12 @@ impl<V> PathMap<V> {
         self.inner.clear();
     }
 
+    /// Every key, copied (for tests and small maps).
+    #[cfg(test)]
+    pub fn inner_paths(&self) -> Vec<PathBuf> {
+        self.inner.keys().map(PathBuf::from).collect()
+    }
+
     /// Keeps the entries for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&Path, &mut V) -> bool) {
         self.inner.retain(|k, v| keep(Path::new(k), v));
@@ -136,6 +142,18 @@ impl PathSet {
     pub fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
         self.inner.retain(|p, ()| keep(p));
     }
+
+    /// The paths in the set strictly below `dir`. A walk over the whole set: for sets that the
+    /// pipeline bounds (the paths in flight), not for the tree.
+    pub fn under(&self, dir: &Path) -> Vec<PathBuf> {
+        self.inner
+            .inner
+            .keys()
+            .map(Path::new)
+            .filter(|p| p.starts_with(dir) && *p != dir)
+            .map(Path::to_path_buf)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -165,7 +183,15 @@ mod tests {
         assert!(s.insert(PathBuf::from("/d/y")));
         s.retain(|p| p.ends_with("y"));
         assert!(!s.contains(Path::new("/d/x")));
+        s.insert(PathBuf::from("/d/sub/z"));
+        s.insert(PathBuf::from("/d/subway"));
+        assert_eq!(
+            s.under(Path::new("/d/sub")),
+            vec![PathBuf::from("/d/sub/z")]
+        );
         assert!(s.remove(Path::new("/d/y")));
+        assert!(s.remove(Path::new("/d/sub/z")));
+        assert!(s.remove(Path::new("/d/subway")));
         assert!(s.is_empty());
     }
 }

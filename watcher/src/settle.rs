@@ -129,15 +129,29 @@ impl Settle {
         self.arm(path, p, since);
     }
 
-    /// Records that `to` was renamed from `from`, and drops `from`: it is accounted for by `to`.
+    /// Records that `to` was renamed from `from`. `from` is accounted for by `to`: the pending
+    /// rename names the path the chain started from (`mv a b; mv b c` is one move from `a`), so
+    /// the settled decision can pair it with the store's entry. Paths that drop out of the chain
+    /// (the middle of a chain, or an earlier source of `to` that another rename displaced) may
+    /// have store entries of their own, so they are looked at again rather than forgotten.
     pub fn rename(&mut self, from: &Path, to: PathBuf, now: Instant) {
+        let mut source = from.to_path_buf();
         if let Some(old) = self.entries.remove(from) {
             self.deadlines
                 .remove(&(old.quiet_since + self.delay, old.seq));
+            if let Some(start) = old.old_path {
+                source = start;
+                self.touch(from.to_path_buf(), Origin::Live, now);
+            }
         }
         self.touch(to.clone(), Origin::Live, now);
-        if let Some(p) = self.entries.get_mut(&to) {
-            p.old_path = Some(from.to_path_buf());
+        let source = (source != to).then_some(source);
+        let displaced = match self.entries.get_mut(&to) {
+            Some(p) => std::mem::replace(&mut p.old_path, source.clone()),
+            None => None,
+        };
+        if let Some(d) = displaced.filter(|d| Some(d) != source.as_ref()) {
+            self.touch(d, Origin::Live, now);
         }
     }
 
@@ -300,6 +314,70 @@ mod tests {
         let p = s.remove(Path::new("/d/a.mp3")).unwrap();
         assert_eq!(p.old_path.as_deref(), Some(Path::new("/d/a.part")));
         assert_eq!(s.next_deadline(), None);
+    }
+
+    /// Renames in quick succession: which path each pending entry says it came from, and which
+    /// paths are pending to be looked at again.
+    #[test]
+    fn rename_chains_keep_their_start_and_recheck_what_drops_out() {
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static [(&'static str, Option<&'static str>)],
+        );
+        let cases: &[Case] = &[
+            ("plain rename", &[("a", "b")], &[("b", Some("a"))]),
+            (
+                "mv a a2; mv a2 a3: one move from a; a2 looked at again",
+                &[("a", "a2"), ("a2", "a3")],
+                &[("a2", None), ("a3", Some("a"))],
+            ),
+            (
+                "three links",
+                &[("a", "b"), ("b", "c"), ("c", "d")],
+                &[("b", None), ("c", None), ("d", Some("a"))],
+            ),
+            (
+                "there and back: no move, both looked at",
+                &[("a", "b"), ("b", "a")],
+                &[("a", None), ("b", None)],
+            ),
+            (
+                "two renames onto one name: the displaced source is looked at again",
+                &[("x", "t"), ("y", "t")],
+                &[("t", Some("y")), ("x", None)],
+            ),
+        ];
+        for (name, renames, want) in cases {
+            let t0 = Instant::now();
+            let mut s = Settle::new(D);
+            for (from, to) in *renames {
+                s.rename(
+                    Path::new(&format!("/d/{from}")),
+                    format!("/d/{to}").into(),
+                    t0,
+                );
+            }
+            let mut got: Vec<(String, Option<String>)> = s
+                .entries
+                .inner_paths()
+                .into_iter()
+                .map(|p| {
+                    let old = s.entries.get(&p).and_then(|e| e.old_path.clone());
+                    (
+                        p.display().to_string(),
+                        old.map(|o| o.display().to_string()),
+                    )
+                })
+                .collect();
+            got.sort();
+            let want: Vec<(String, Option<String>)> = want
+                .iter()
+                .map(|(p, o)| (format!("/d/{p}"), o.map(|o| format!("/d/{o}"))))
+                .collect();
+            assert_eq!(got, want, "{name}");
+            assert_eq!(s.deadlines.len(), s.len(), "{name}: one deadline per entry");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod replay;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -139,6 +141,46 @@ impl Watcher {
         let mut all = self.until(|e| e["file_info"]["path"] == p.to_str().unwrap());
         all.pop();
         all
+    }
+
+    /// Takes events until the replayed `tree` equals the disk under `data` and has stayed equal,
+    /// with no further event, for `quiet`. Fails after a minute with the difference, `context()`
+    /// and the end of the log.
+    pub fn converge(
+        &self,
+        tree: &mut replay::Tree,
+        data: &Path,
+        quiet: Duration,
+        context: impl Fn() -> String,
+    ) {
+        let disk = replay::disk(data);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut equal_since: Option<Instant> = None;
+        loop {
+            while let Ok(e) = self.events.try_recv() {
+                replay::apply(tree, &e);
+                equal_since = None;
+            }
+            let diff = replay::diff(tree, &disk);
+            if diff.is_empty() {
+                if equal_since.get_or_insert_with(Instant::now).elapsed() >= quiet {
+                    return;
+                }
+            } else {
+                equal_since = None;
+                if Instant::now() >= deadline {
+                    let log = self.stderr_text();
+                    let lines: Vec<_> = log.lines().collect();
+                    panic!(
+                        "the replayed events do not equal the disk:\n{}\n\n{}\n\nstderr (end):\n{}",
+                        diff.join("\n"),
+                        context(),
+                        lines[lines.len().saturating_sub(80)..].join("\n")
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
