@@ -15,11 +15,13 @@ use hasher::{HashError, HashPool, Hashed, Job, Stamp};
 use publisher::{Envelope, EventType, FileFacts, Message, Sink, SinkError};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::change::Change;
 use crate::filter::Filter;
 use crate::handoff::Handoff;
 use crate::hints::{RescanCause, RescanFlag};
+use crate::limits::Limits;
 use crate::paths::{PathMap, PathSet};
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
@@ -29,10 +31,6 @@ use crate::store::{Entry, Op, Store, StoreError};
 
 /// Messages taken from one channel per turn of the loop, so the pump's fixed cost is shared.
 const BATCH: usize = 1024;
-
-/// A commit is due once this many accepted store changes wait; the overlay and the list of
-/// changes are sized for that once, and reused from batch to batch.
-const COMMIT_OPS: usize = 8192;
 
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
@@ -49,10 +47,8 @@ pub struct EngineConfig {
     pub once: bool,
     /// Changes are found by polling scans (WATCH_MODE=poll, or the fallback).
     pub polling: bool,
-    /// Most messages handed to the sink and not yet accepted.
-    pub window: usize,
-    /// Most paths pending in the settle set before hints are held back.
-    pub max_pending: usize,
+    /// The bounds of every queue and of bulk work.
+    pub limits: Limits,
     /// Full reconciliation scan period (poll mode uses the poll interval); zero disables it.
     pub rescan_every: Duration,
     /// How long shutdown waits for outstanding deliveries.
@@ -100,6 +96,21 @@ struct Delivered {
     result: Result<(), SinkError>,
 }
 
+/// Work over many store entries, done a page at a time as the backlog has room (see
+/// [`Limits::bulk_page`]).
+enum Bulk {
+    /// The entries below `dir`: deleted when `to` is `None` (the directory vanished), moved
+    /// below `to` otherwise (the directory was renamed), after which `to` is walked for what
+    /// is new in it.
+    Below {
+        dir: PathBuf,
+        to: Option<PathBuf>,
+        after: Option<PathBuf>,
+    },
+    /// Entries a scan found vanished and could not pair with a new file: deleted.
+    Vanished(std::vec::IntoIter<(PathBuf, Entry)>),
+}
+
 #[derive(Default)]
 struct ScanState {
     vanished: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
@@ -139,6 +150,7 @@ pub struct Engine {
     sink: Arc<Sink>,
     window: Arc<Semaphore>,
     outbox: VecDeque<(Message, Outgoing)>,
+    bulk: VecDeque<Bulk>,
     inflight: HashMap<u64, Outgoing>,
     next_id: u64,
     done_tx: mpsc::UnboundedSender<Delivered>,
@@ -153,6 +165,9 @@ pub struct Engine {
     scan_owed: bool,
     scans_run: u64,
     scan_stop: Arc<AtomicBool>,
+    /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
+    /// knows what is still running and waits for it up to the deadline, no longer.
+    tasks: TaskTracker,
     /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
     /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
     /// as into a directory created a moment before), it is one move, not a delete and a create.
@@ -198,16 +213,17 @@ impl Engine {
     ) -> Self {
         let handoff = Arc::new(Handoff::new(pool.capacity() / 2));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let (scan_tx, scan_rx) = mpsc::channel(4096);
-        let (walk_tx, walk_rx) = mpsc::channel(4096);
-        let window = Arc::new(Semaphore::new(cfg.window.max(1)));
+        let limits = cfg.limits;
+        let (scan_tx, scan_rx) = mpsc::channel(limits.scan_queue);
+        let (walk_tx, walk_rx) = mpsc::channel(limits.scan_queue);
+        let window = Arc::new(Semaphore::new(limits.window));
         Self {
             settle: Settle::new(cfg.settle_delay),
             cfg,
             store,
-            overlay: PathMap::with_capacity(COMMIT_OPS),
+            overlay: PathMap::with_capacity(limits.commit_ops),
             reader: None,
-            ops: Vec::with_capacity(COMMIT_OPS),
+            ops: Vec::with_capacity(limits.commit_ops),
             last_flush: Instant::now(),
             last_sync: Instant::now(),
             unsynced: false,
@@ -221,6 +237,7 @@ impl Engine {
             sink,
             window,
             outbox: VecDeque::new(),
+            bulk: VecDeque::new(),
             inflight: HashMap::new(),
             next_id: 0,
             done_tx,
@@ -235,6 +252,7 @@ impl Engine {
             scan_owed: true,
             scans_run: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
+            tasks: TaskTracker::new(),
             limbo: HashMap::new(),
             limbo_paths: PathSet::new(),
             fatal: None,
@@ -283,7 +301,7 @@ impl Engine {
             if self.cfg.once && self.scans_run > 0 && self.scan.is_none() && self.is_idle() {
                 break Ok(());
             }
-            let room = self.settle.len() < self.cfg.max_pending;
+            let room = self.settle.len() < self.cfg.limits.pending;
             // A scan waits in its channel (and the walker blocks) while the work past the settle
             // stage is at its bound: its files then go straight to hashing on the scan's own
             // stat, instead of through the settle set and a second lstat.
@@ -358,11 +376,12 @@ impl Engine {
     }
 
     fn backlog_limit(&self) -> usize {
-        2 * self.cfg.window.max(256)
+        self.cfg.limits.backlog
     }
 
     fn is_idle(&self) -> bool {
         self.limbo.is_empty()
+            && self.bulk.is_empty()
             && self.settle.is_empty()
             && self.busy.is_empty()
             && self.hash_queue.is_empty()
@@ -402,6 +421,21 @@ impl Engine {
                     break;
                 }
             }
+        }
+        // The scan threads see the stop flag at their next entry, or an error at their next
+        // send now that the channels are closed; deliveries end with the sink. Whatever has
+        // not ended by the deadline is left behind: the process exits anyway.
+        self.scan_rx.close();
+        self.walk_rx.close();
+        self.tasks.close();
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                tasks = self.tasks.len(),
+                "tasks still running at the shutdown deadline"
+            );
         }
     }
 
@@ -576,6 +610,7 @@ impl Engine {
         }
         self.since = now;
         self.expire_limbo(now)?;
+        self.bulk_work()?;
         self.start_hashes();
         // Deliver before judging whether the scan is done (its paths are busy until accepted),
         // and again after, for the deletions that judgement emits.
@@ -585,7 +620,7 @@ impl Engine {
         // Commit in batches, by count or age, or once everything is quiet; fsync at most every
         // two seconds while busy.
         let idle = self.is_idle();
-        if self.ops.len() >= COMMIT_OPS
+        if self.ops.len() >= self.cfg.limits.commit_ops
             || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(500))
             || (idle && (!self.ops.is_empty() || self.unsynced))
         {
@@ -639,7 +674,8 @@ impl Engine {
             self.scan_tx.clone(),
             Arc::clone(&self.scan_stop),
         );
-        tokio::task::spawn_blocking(move || scan::full_scan(root, filter, store, tx, stop, label));
+        self.tasks
+            .spawn_blocking(move || scan::full_scan(root, filter, store, tx, stop, label));
     }
 
     fn walk_dir(&self, dir: PathBuf) {
@@ -650,7 +686,7 @@ impl Engine {
             self.walk_tx.clone(),
             Arc::clone(&self.scan_stop),
         );
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             scan::walk(&root, &dir, &filter, &store, &tx, &stop, "directory");
         });
     }
@@ -687,18 +723,12 @@ impl Engine {
         let Some(scan) = self.scan.take() else {
             return Ok(());
         };
-        // What vanished and was not paired with a new file is a deletion.
-        let mut deleted = 0u64;
-        for (p, _) in scan.vanished.into_values().flatten() {
-            if self.busy.contains(&p) || self.settle.contains(&p) {
-                continue;
-            }
-            let Some(e) = self.lookup(&p)? else { continue };
-            if is_file(&p) && self.accepts(&p) {
-                continue;
-            }
-            self.emit_deleted(p, e);
-            deleted += 1;
+        // What vanished and was not paired with a new file is a deletion, worked through as
+        // the backlog has room.
+        let vanished: Vec<_> = scan.vanished.into_values().flatten().collect();
+        let deleted = vanished.len();
+        if deleted > 0 {
+            self.bulk.push_back(Bulk::Vanished(vanished.into_iter()));
         }
         let secs = scan.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         tracing::info!(
@@ -706,7 +736,7 @@ impl Engine {
             files = scan.files,
             unchanged = scan.unchanged,
             changed = scan.files - scan.unchanged,
-            deleted,
+            vanished = deleted,
             seconds = secs,
             "scan finished"
         );
@@ -865,7 +895,6 @@ impl Engine {
             }
             return Ok(());
         }
-        self.flush()?;
         let now = Instant::now();
         // Files below a vanished directory that are still in the pipeline (being hashed for a
         // scan, or on their way to the sink) are looked at again once their work is done:
@@ -874,55 +903,138 @@ impl Engine {
         for p in self.busy.under(path) {
             self.settle.touch(p, Origin::Live, now);
         }
-        for (p, e) in self.store.entries_under(path)? {
-            if self.busy.contains(&p) || self.settle.contains(&p) || self.limbo_paths.contains(&p) {
-                continue;
-            }
-            if is_file(&p) {
-                continue;
-            }
-            self.emit_deleted(p, e);
-        }
+        self.bulk.push_back(Bulk::Below {
+            dir: path.to_path_buf(),
+            to: None,
+            after: None,
+        });
         Ok(())
     }
 
     /// A directory appeared (created, moved in, or renamed from `old`).
     fn directory(&mut self, path: PathBuf, old: Option<PathBuf>) -> Result<(), EngineError> {
-        if let Some(from) = old {
-            self.flush()?;
-            for (p, e) in self.store.entries_under(&from)? {
-                let Ok(rel) = p.strip_prefix(&from) else {
-                    continue;
-                };
-                let new = path.join(rel);
-                let moved = std::fs::symlink_metadata(&new)
-                    .ok()
-                    .map(|m| Stamp::from_metadata(&m));
-                match moved {
-                    Some(s)
-                        if s.inode == e.stamp.inode
-                            && s.same_content_as(&e.stamp)
-                            && !self.busy.contains(&p)
-                            && self.accepts(&new) =>
-                    {
-                        self.emit_move(
-                            p,
-                            new,
-                            Entry {
-                                stamp: s,
-                                digest: e.digest,
-                            },
-                        );
+        match old {
+            // Its files move first (a page at a time); the walk for what is new in it follows.
+            Some(from) => self.bulk.push_back(Bulk::Below {
+                dir: from,
+                to: Some(path),
+                after: None,
+            }),
+            None => self.walk_dir(path),
+        }
+        Ok(())
+    }
+
+    /// Works through bulk work while the backlog has room: a page of store entries at a time.
+    fn bulk_work(&mut self) -> Result<(), EngineError> {
+        loop {
+            let room = self.backlog_limit().saturating_sub(self.backlog());
+            if room == 0 {
+                return Ok(());
+            }
+            let limit = room.min(self.cfg.limits.bulk_page);
+            let Some(job) = self.bulk.front_mut() else {
+                return Ok(());
+            };
+            match job {
+                Bulk::Vanished(list) => {
+                    let page: Vec<_> = list.by_ref().take(limit).collect();
+                    if page.len() < limit {
+                        self.bulk.pop_front();
                     }
-                    _ => {
-                        let now = Instant::now();
-                        self.settle.touch(p, Origin::Live, now);
-                        self.settle.touch(new, Origin::Live, now);
+                    for (p, _) in page {
+                        self.scan_vanished(p)?;
+                    }
+                }
+                Bulk::Below { dir, to, after } => {
+                    let (dir, to) = (dir.clone(), to.clone());
+                    let after_key = after.clone();
+                    // Accepted changes first, so the page reads what was accepted.
+                    self.commit(false)?;
+                    let page = self.store.page_under(&dir, after_key.as_deref(), limit)?;
+                    let done = page.len() < limit;
+                    if let Some(Bulk::Below { after, .. }) = self.bulk.front_mut() {
+                        *after = page.last().map(|(p, _)| p.clone());
+                    }
+                    if done {
+                        self.bulk.pop_front();
+                    }
+                    for (p, e) in page {
+                        match &to {
+                            None => self.gone_below(p, e),
+                            Some(to) => self.moved_below(&dir, to, p, e),
+                        }
+                    }
+                    if done {
+                        if let Some(to) = to {
+                            self.walk_dir(to);
+                        }
                     }
                 }
             }
         }
-        self.walk_dir(path);
+    }
+
+    /// A store entry below a directory that vanished: deleted, unless it is still there (or
+    /// back) or work on it is under way.
+    fn gone_below(&mut self, p: PathBuf, e: Entry) {
+        if self.busy.contains(&p) {
+            self.settle.touch(p, Origin::Live, Instant::now());
+            return;
+        }
+        if self.settle.contains(&p) || self.limbo_paths.contains(&p) || is_file(&p) {
+            return;
+        }
+        self.emit_deleted(p, e);
+    }
+
+    /// A store entry below directory `from`, which was renamed to `to`: moved, with its digests,
+    /// when the same file is at the new place; otherwise both places are looked at afresh.
+    fn moved_below(&mut self, from: &Path, to: &Path, p: PathBuf, e: Entry) {
+        let Ok(rel) = p.strip_prefix(from) else {
+            return;
+        };
+        let new = to.join(rel);
+        let moved = std::fs::symlink_metadata(&new)
+            .ok()
+            .map(|m| Stamp::from_metadata(&m));
+        match moved {
+            Some(s)
+                if s.inode == e.stamp.inode
+                    && s.same_content_as(&e.stamp)
+                    && !self.busy.contains(&p)
+                    && !self.busy.contains(&new)
+                    && self.accepts(&new) =>
+            {
+                self.emit_move(
+                    p,
+                    new,
+                    Entry {
+                        stamp: s,
+                        digest: e.digest,
+                    },
+                );
+            }
+            _ => {
+                let now = Instant::now();
+                self.settle.touch(p, Origin::Live, now);
+                self.settle.touch(new, Origin::Live, now);
+            }
+        }
+    }
+
+    /// A path the scan found vanished and could not pair: deleted if it is still gone.
+    fn scan_vanished(&mut self, p: PathBuf) -> Result<(), EngineError> {
+        if self.busy.contains(&p) || self.settle.contains(&p) {
+            return Ok(());
+        }
+        let Some(e) = self.lookup(&p)? else {
+            return Ok(());
+        };
+        if is_file(&p) && self.accepts(&p) {
+            return Ok(());
+        }
+        self.emit_deleted(p, e);
         Ok(())
     }
 
@@ -942,10 +1054,7 @@ impl Engine {
             };
             self.limbo_paths.remove(&path);
             // Back again under the same name: settling handles it as a change, not a delete.
-            if !is_file(&path)
-                && !self.busy.contains(&path)
-                && self.lookup(&path)?.is_some()
-            {
+            if !is_file(&path) && !self.busy.contains(&path) && self.lookup(&path)?.is_some() {
                 self.emit_deleted(path, entry);
             }
         }
@@ -1211,7 +1320,7 @@ impl Engine {
             let id = self.next_id;
             self.inflight.insert(id, out);
             let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let result = sink.deliver(&msg).await;
                 drop(permit);
                 let _ = tx.send(Delivered { id, result });
@@ -1386,8 +1495,7 @@ mod tests {
             filter: Filter::new(&[], &[], &[]).unwrap(),
             once: true,
             polling: false,
-            window: 16,
-            max_pending: 1_000,
+            limits: Limits::new(16, 16),
             rescan_every: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(1),
         };

@@ -15,6 +15,7 @@ pub mod healthcheck;
 pub mod hints;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod paths;
 pub mod root;
@@ -70,10 +71,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     stats
         .store_ok
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let limits = limits::Limits::new(cfg.hint_queue as usize, cfg.publish_window as usize);
     let pool = Arc::new(
         hasher::HashPool::new(hasher::PoolConfig {
             threads: cfg.hash_threads(),
-            capacity: 256,
+            capacity: limits.hash_jobs,
             ..hasher::PoolConfig::default()
         })
         .context("cannot start the hashing threads")?,
@@ -134,7 +136,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(cfg.hint_queue as usize);
+    let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(limits.hint_queue);
     let rescan = Arc::new(hints::RescanFlag::default());
     let mut rescan_every = cfg.reconcile_interval;
     let mut polling = false;
@@ -227,8 +229,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?,
             once: cfg.once,
             polling,
-            window: cfg.publish_window as usize,
-            max_pending: 200_000,
+            limits,
             rescan_every,
             shutdown_timeout: cfg.shutdown_timeout,
         },

@@ -294,21 +294,31 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// Every entry strictly below directory `dir`, for a directory that was moved or removed.
+    /// Up to `limit` entries strictly below directory `dir`, in key order, starting after the
+    /// key `after` (the last path of the previous page). A directory that was moved or removed
+    /// is worked through page by page, so its size does not decide the memory it takes.
     ///
     /// # Errors
     /// [`StoreError::Db`] on a read failure.
-    pub fn entries_under(&self, dir: &Path) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+    pub fn page_under(
+        &self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+    ) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
         let mut prefix = key(dir).to_vec();
         if prefix.last() != Some(&b'/') {
             prefix.push(b'/');
         }
+        let start = after.map_or_else(|| prefix.clone(), |a| key(a).to_vec());
         let mut out = Vec::new();
-        self.visit_from(&prefix, |k, e| {
-            if !k.starts_with(&prefix) {
+        self.visit_from(&start, |k, e| {
+            if !k.starts_with(&prefix) || out.len() >= limit {
                 return false;
             }
-            out.push((path_of(k), e));
+            if k != start.as_slice() || after.is_none() {
+                out.push((path_of(k), e));
+            }
             true
         })?;
         Ok(out)
@@ -472,27 +482,45 @@ mod tests {
     }
 
     #[test]
-    fn entries_under_is_a_directory_prefix_not_a_string_prefix() {
+    fn page_under_is_a_directory_prefix_not_a_string_prefix_and_pages() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
             .apply(&[
                 Op::Put("/d/album/1".into(), entry(1)),
                 Op::Put("/d/album/sub/2".into(), entry(2)),
+                Op::Put("/d/album/sub/3".into(), entry(3)),
                 Op::Put("/d/album2/3".into(), entry(3)),
                 Op::Put("/d/albu".into(), entry(4)),
             ])
             .unwrap();
-        let under: Vec<_> = store
-            .entries_under(Path::new("/d/album"))
-            .unwrap()
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let album = Path::new("/d/album");
+        let paths = |page: Vec<(PathBuf, Entry)>| -> Vec<PathBuf> {
+            page.into_iter().map(|(p, _)| p).collect()
+        };
         assert_eq!(
-            under,
-            vec![PathBuf::from("/d/album/1"), PathBuf::from("/d/album/sub/2")]
+            paths(store.page_under(album, None, 100).unwrap()),
+            vec![
+                PathBuf::from("/d/album/1"),
+                PathBuf::from("/d/album/sub/2"),
+                PathBuf::from("/d/album/sub/3")
+            ]
         );
+        // Two at a time: the second page starts after the last path of the first.
+        let first = paths(store.page_under(album, None, 2).unwrap());
+        assert_eq!(first.len(), 2);
+        let second = paths(
+            store
+                .page_under(album, first.last().map(PathBuf::as_path), 2)
+                .unwrap(),
+        );
+        assert_eq!(second, vec![PathBuf::from("/d/album/sub/3")]);
+        let third = paths(
+            store
+                .page_under(album, second.last().map(PathBuf::as_path), 2)
+                .unwrap(),
+        );
+        assert!(third.is_empty());
     }
 
     #[test]
