@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::change::Change;
+use crate::decide::{after_hash, decide, Decision, Facts, Hashed as AfterHash, Source};
 use crate::filter::Filter;
 use crate::handoff::Handoff;
 use crate::hints::{RescanCause, RescanFlag};
@@ -759,7 +760,8 @@ impl Engine {
 
     // ---- decisions ----------------------------------------------------------------------------
 
-    /// A path has settled: compare the disk with the store and decide what to do.
+    /// A path has settled: gather what the disk and the store say, let [`decide`] judge, and
+    /// carry the decision out.
     fn settled(
         &mut self,
         path: PathBuf,
@@ -767,105 +769,117 @@ impl Engine {
         seen: Observed,
         stamp: Option<Stamp>,
     ) -> Result<(), EngineError> {
-        let mut old_path = pending.old_path;
-        match seen {
-            Observed::Missing => self.vanished(&path)?,
-            Observed::Dir => {
-                // A file replaced by a directory of the same name: the file is gone.
-                if let Some(e) = self.lookup(&path)? {
-                    self.emit_deleted(path.clone(), e);
-                }
-                self.directory(path, old_path.take())?;
-            }
-            Observed::Other => {
-                if let Some(e) = self.lookup(&path)? {
-                    self.emit_deleted(path.clone(), e);
-                } else {
+        let source = match (&pending.old_path, seen) {
+            (Some(from), Observed::File { .. }) => Some(Source {
+                entry: self.lookup(from)?,
+                present: is_file(from),
+                busy: self.busy.contains(from),
+            }),
+            (Some(from), _) => Some(Source {
+                entry: None,
+                present: false,
+                busy: self.busy.contains(from),
+            }),
+            (None, _) => None,
+        };
+        let facts = Facts {
+            seen,
+            stamp,
+            reported: matches!(seen, Observed::File { .. }) && self.accepts(&path),
+            prior: self.lookup(&path)?,
+            source,
+        };
+        let verdict = decide(&facts);
+        let from = pending.old_path;
+        match verdict.decision {
+            Decision::Nothing => {
+                if seen == Observed::Other {
                     tracing::info!(path = %path.display(), "not a regular file; not reported");
                 }
             }
-            Observed::File { .. } => {
-                if !self.accepts(&path) {
-                    // Renamed to an excluded name, or never reported.
-                    if let Some(e) = self.lookup(&path)? {
-                        self.emit_deleted(path.clone(), e);
-                    }
-                } else if let Some(stamp) = stamp {
-                    if let Some(from) = old_path.take() {
-                        if let Some(from) = self.renamed(&from, &path, stamp)? {
-                            old_path = Some(from);
-                        } else {
-                            return Ok(());
-                        }
-                    }
-                    let prior = self.lookup(&path)?;
-                    self.settled_file(path, pending.origin, stamp, prior);
+            Decision::Vanished => self.vanished(&path)?,
+            Decision::Delete => {
+                if let Some(e) = facts.prior {
+                    self.emit_deleted(path, e);
+                }
+            }
+            Decision::Directory { replaced_file } => {
+                if let (true, Some(e)) = (replaced_file, facts.prior) {
+                    self.emit_deleted(path.clone(), e);
+                }
+                self.directory(path, from.clone())?;
+            }
+            Decision::Move => {
+                if let (Some(old), Some(stamp), Some(from)) =
+                    (source.and_then(|s| s.entry), stamp, from.clone())
+                {
+                    self.emit_move(
+                        from,
+                        path,
+                        Entry {
+                            stamp,
+                            digest: old.digest,
+                        },
+                    );
+                }
+            }
+            Decision::HashMove => {
+                if let (Some(old), Some(from)) = (source.and_then(|s| s.entry), from.clone()) {
+                    let work = HashWork {
+                        origin: Origin::Live,
+                        renamed_from: Some((from, old)),
+                        confirm_settled: false,
+                        since: self.since,
+                    };
+                    self.queue_hash(path, work);
+                }
+            }
+            Decision::New | Decision::Changed => {
+                if let Some(stamp) = stamp {
+                    self.new_or_changed(path, pending.origin, stamp, verdict.decision);
                 }
             }
         }
-        // The rename's source was not accounted for by a move: it may still be in the store
-        // (renamed and then removed, or renamed to a name we do not report), so it is looked at
-        // on its own.
-        if let Some(from) = old_path {
-            self.settle.touch(from, Origin::Live, Instant::now());
+        if verdict.recheck_source {
+            if let Some(from) = from {
+                self.settle.touch(from, Origin::Live, Instant::now());
+            }
         }
         Ok(())
     }
 
-    /// `path` settled as a regular file that a rename brought from `from`. Emits the move (or
-    /// queues the hash that ends in one) and returns `None`; hands `from` back when this is not
-    /// a move of a file we reported.
-    fn renamed(
-        &mut self,
-        from: &Path,
-        path: &Path,
-        stamp: Stamp,
-    ) -> Result<Option<PathBuf>, EngineError> {
-        let Some(old) = self.lookup(from)? else {
-            return Ok(Some(from.to_path_buf()));
+    /// A regular file found by a scan with a stamp, already settled: decided on the scan's own
+    /// stat, without a second lstat and store lookup.
+    fn settled_file(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, prior: Option<Entry>) {
+        let facts = Facts {
+            seen: Observed::File {
+                size: stamp.size,
+                mtime_ns: stamp.mtime_ns,
+            },
+            stamp: Some(stamp),
+            reported: true,
+            prior,
+            source: None,
         };
-        if self.busy.contains(from) || is_file(from) {
-            return Ok(Some(from.to_path_buf()));
+        let decision = decide(&facts).decision;
+        if matches!(decision, Decision::New | Decision::Changed) {
+            self.new_or_changed(path, origin, stamp, decision);
         }
-        if old.stamp.inode == stamp.inode
-            && old.stamp.dev == stamp.dev
-            && old.stamp.same_content_as(&stamp)
-        {
-            // A plain rename: same inode, same content, digests reused.
-            self.emit_move(
-                from.to_path_buf(),
-                path.to_path_buf(),
-                Entry {
-                    stamp,
-                    digest: old.digest,
-                },
-            );
-        } else {
-            self.queue_hash(
-                path.to_path_buf(),
-                HashWork {
-                    origin: Origin::Live,
-                    renamed_from: Some((from.to_path_buf(), old)),
-                    confirm_settled: false,
-                    since: self.since,
-                },
-            );
-        }
-        Ok(None)
     }
 
-    /// A settled regular file that is not a rename: unchanged, moved (from limbo), or hashed.
-    fn settled_file(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, prior: Option<Entry>) {
-        if prior.is_some_and(|e| stamp.unchanged_from(&e.stamp)) {
-            return;
-        }
-        if prior.is_none() {
+    /// A file to hash, unless it is new and is the inode of a file that vanished a moment ago
+    /// under another name (a move the watcher could not pair): then it is that move.
+    fn new_or_changed(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, decision: Decision) {
+        if decision == Decision::New {
             if let Some((from, old)) = self.moved_from_limbo(&path, &stamp) {
-                let entry = Entry {
-                    stamp,
-                    digest: old.digest,
-                };
-                self.emit_move(from, path, entry);
+                self.emit_move(
+                    from,
+                    path,
+                    Entry {
+                        stamp,
+                        digest: old.digest,
+                    },
+                );
                 return;
             }
         }
@@ -1166,10 +1180,6 @@ impl Engine {
             stamp: h.stamp,
             digest: h.digest,
         };
-        if let Some((from, _)) = work.renamed_from {
-            self.emit_move(from, path, entry);
-            return;
-        }
         // Decide against the store as it is now, not as it was when the hash was scheduled: a
         // scan's snapshot may predate a commit, and the same file must not be reported twice.
         let prior = match self.lookup(&path) {
@@ -1180,21 +1190,32 @@ impl Engine {
                 return;
             }
         };
-        if let Some(prior) = prior {
-            if prior.digest == entry.digest {
-                // A touch: new stamp, same content. Remember the stamp, publish nothing.
+        match after_hash(prior.as_ref(), &entry.digest, work.renamed_from.is_some()) {
+            AfterHash::Move => {
+                if let Some((from, _)) = work.renamed_from {
+                    self.emit_move(from, path, entry);
+                }
+            }
+            AfterHash::Touched => {
+                // New stamp, same content: remember the stamp, publish nothing.
                 self.stats.touched.inc();
                 tracing::debug!(path = %path.display(), "touched: content unchanged, nothing published");
                 self.record(vec![Op::Put(path.clone(), entry)]);
                 self.busy.remove(&path);
-                return;
             }
-            let ops = vec![Op::Put(path.clone(), entry)];
-            self.emit(EventType::FileModified, path, None, &entry, ops);
-            return;
+            AfterHash::Modified => {
+                let ops = vec![Op::Put(path.clone(), entry)];
+                self.emit(EventType::FileModified, path, None, &entry, ops);
+            }
+            AfterHash::New => self.new_hashed(path, entry, work.origin),
         }
-        // A scan queues new files without a stat, so the inode check against limbo (a move the
-        // watcher could not pair) happens here.
+    }
+
+    /// A hashed file the store does not know: a move found by pairing (the inode of a file that
+    /// vanished a moment ago, or, during a scan, a vanished entry with the same size and
+    /// XXH128), or new.
+    fn new_hashed(&mut self, path: PathBuf, entry: Entry, origin: Origin) {
+        // A scan queues new files without a stat, so the inode check against limbo happens here.
         if let Some((from, _)) = self.moved_from_limbo(&path, &entry.stamp) {
             self.emit_move(from, path, entry);
             return;
@@ -1205,7 +1226,7 @@ impl Engine {
                 return;
             }
         }
-        let kind = match work.origin {
+        let kind = match origin {
             Origin::Scan => EventType::FileDiscovered,
             Origin::Live => EventType::FileCreated,
         };

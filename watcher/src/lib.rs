@@ -7,6 +7,7 @@
 
 pub mod change;
 pub mod config;
+pub mod decide;
 pub mod engine;
 pub mod filter;
 pub mod handoff;
