@@ -65,6 +65,9 @@ pub enum EngineError {
     /// The sink failed in a way retries cannot fix.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The engine's own thread or runtime could not be started.
+    #[error("cannot start the engine thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 struct HashDone {
@@ -169,6 +172,9 @@ pub struct Engine {
     /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
     /// knows what is still running and waits for it up to the deadline, no longer.
     tasks: TaskTracker,
+    /// The service's multi-threaded runtime, where deliveries run (the sink's I/O lives there);
+    /// the engine itself runs on a thread of its own (see [`Engine::spawn`]).
+    io: Option<tokio::runtime::Handle>,
     /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
     /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
     /// as into a directory created a moment before), it is one move, not a delete and a create.
@@ -254,6 +260,7 @@ impl Engine {
             scans_run: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
             tasks: TaskTracker::new(),
+            io: tokio::runtime::Handle::try_current().ok(),
             limbo: HashMap::new(),
             limbo_paths: PathSet::new(),
             fatal: None,
@@ -275,6 +282,45 @@ impl Engine {
         let sound = self.root.is_sound_now();
         self.root_looked = Some((Instant::now(), sound));
         sound
+    }
+
+    /// Runs the pipeline on a thread of its own, with a single-threaded runtime for its loop,
+    /// and returns when it ends (see [`Engine::run`]).
+    ///
+    /// Why a thread: the engine makes blocking calls on its hot path (`lstat`, redb reads and
+    /// commits, stdout writes). On a tokio worker they would stall the HTTP endpoints and the
+    /// broker connection that share the workers; on its own thread they stall only the engine,
+    /// which has nothing else to do meanwhile. Deliveries still run on the service's runtime.
+    ///
+    /// # Errors
+    /// As [`Engine::run`], or when the thread cannot be started.
+    pub async fn spawn(self, cancel: CancellationToken) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let result = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let result = rt.block_on(self.run(cancel));
+                        // A scan thread stuck in a slow directory must not hold the exit
+                        // (dropping a runtime waits for its blocking tasks without limit).
+                        rt.shutdown_timeout(Duration::from_millis(500));
+                        result
+                    }
+                    Err(e) => Err(EngineError::Thread(e)),
+                };
+                let _ = tx.send(result);
+            })
+            .map_err(EngineError::Thread)?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::Thread(std::io::Error::other(
+                "the engine thread ended without a result (it panicked)",
+            ))),
+        }
     }
 
     /// Runs until `cancel` fires (or, with `once`, until the initial scan is reported), then
@@ -1341,11 +1387,19 @@ impl Engine {
             let id = self.next_id;
             self.inflight.insert(id, out);
             let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
-            self.tasks.spawn(async move {
+            let delivery = async move {
                 let result = sink.deliver(&msg).await;
                 drop(permit);
                 let _ = tx.send(Delivered { id, result });
-            });
+            };
+            match &self.io {
+                Some(io) => {
+                    self.tasks.spawn_on(delivery, io);
+                }
+                None => {
+                    self.tasks.spawn(delivery);
+                }
+            }
         }
         self.stats
             .in_flight
@@ -1429,7 +1483,8 @@ impl Engine {
         }
         self.reader = None;
         let (store, ops) = (&self.store, &self.ops);
-        tokio::task::block_in_place(|| store.apply_with(ops, durable))?;
+        // A blocking call, made on the engine's own thread, never on a tokio worker.
+        store.apply_with(ops, durable)?;
         // Cleared, not replaced: both keep their room for the next batch.
         self.ops.clear();
         self.overlay.clear();
