@@ -22,8 +22,9 @@ use crate::decide::{after_hash, decide, Decision, Facts, Hashed as AfterHash, So
 use crate::filter::Filter;
 use crate::handoff::Handoff;
 use crate::hints::{RescanCause, RescanFlag};
+use crate::ledger::Ledger;
 use crate::limits::Limits;
-use crate::paths::{PathMap, PathSet};
+use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
 use crate::settle::{Observed, Origin, Pending, Settle};
@@ -130,16 +131,8 @@ struct ScanState {
 /// The running pipeline. Build it with [`Engine::new`], then `run` it.
 pub struct Engine {
     cfg: EngineConfig,
-    store: Arc<Store>,
-    overlay: PathMap<Option<Entry>>,
-    /// A read snapshot of the store, dropped at every commit (the overlay covers the time
-    /// between).
-    reader: Option<crate::store::Reader>,
-    ops: Vec<Op>,
-    last_flush: Instant,
-    /// When the store was last fsynced, and whether non-durable commits came after.
-    last_sync: Instant,
-    unsynced: bool,
+    /// The store, the overlay of accepted changes, and the commit policy.
+    ledger: Ledger,
     settle: Settle,
     busy: PathSet,
     pool: Arc<HashPool>,
@@ -227,13 +220,7 @@ impl Engine {
         Self {
             settle: Settle::new(cfg.settle_delay),
             cfg,
-            store,
-            overlay: PathMap::with_capacity(limits.commit_ops),
-            reader: None,
-            ops: Vec::with_capacity(limits.commit_ops),
-            last_flush: Instant::now(),
-            last_sync: Instant::now(),
-            unsynced: false,
+            ledger: Ledger::new(store, limits.commit_ops),
             busy: PathSet::new(),
             pool,
             hashing: HashMap::new(),
@@ -522,10 +509,7 @@ impl Engine {
             }
             ScanMsg::Found(p, stamp, known) => {
                 // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
-                let recorded = match self.overlay.get(&p) {
-                    Some(v) => *v,
-                    None => known,
-                };
+                let recorded = self.ledger.uncommitted(&p).unwrap_or(known);
                 // The walk stats only paths the store knows; one accepted since needs a look.
                 let stamp = match (stamp, recorded) {
                     (None, Some(_)) => look(&p).1,
@@ -595,25 +579,12 @@ impl Engine {
 
     /// The entry accepted for `p` but not yet committed, if any.
     fn uncommitted(&self, p: &Path) -> Option<Entry> {
-        match self.overlay.get(p) {
-            Some(v) => *v,
-            None => None,
-        }
+        self.ledger.uncommitted(p).flatten()
     }
 
     /// The store's view of `path`, including accepted but not yet committed changes.
     fn lookup(&mut self, path: &Path) -> Result<Option<Entry>, StoreError> {
-        if let Some(v) = self.overlay.get(path) {
-            return Ok(*v);
-        }
-        // One read transaction until the next commit, not one per lookup.
-        let reader = match self.reader.take() {
-            Some(r) => r,
-            None => self.store.reader()?,
-        };
-        let found = reader.get(path)?;
-        self.reader = Some(reader);
-        Ok(found)
+        self.ledger.lookup(path)
     }
 
     // ---- the pump: everything that can move without waiting ------------------------------------
@@ -664,16 +635,9 @@ impl Engine {
         self.start_deliveries();
         self.finish_scan_if_done()?;
         self.start_deliveries();
-        // Commit in batches, by count or age, or once everything is quiet; fsync at most every
-        // two seconds while busy.
+        // Commit in batches, by count or age, or once everything is quiet.
         let idle = self.is_idle();
-        if self.ops.len() >= self.cfg.limits.commit_ops
-            || (!self.ops.is_empty() && self.last_flush.elapsed() >= Duration::from_millis(500))
-            || (idle && (!self.ops.is_empty() || self.unsynced))
-        {
-            let durable = idle || self.last_sync.elapsed() >= Duration::from_secs(2);
-            self.commit(durable)?;
-        }
+        self.ledger.maybe_commit(idle)?;
         self.stats.pending.set(self.settle.len() as i64);
         self.progress();
         Ok(())
@@ -717,7 +681,7 @@ impl Engine {
         let (root, filter, store, tx, stop) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
-            Arc::clone(&self.store),
+            Arc::clone(self.ledger.store()),
             self.scan_tx.clone(),
             Arc::clone(&self.scan_stop),
         );
@@ -729,7 +693,7 @@ impl Engine {
         let (root, filter, store, tx, stop) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
-            Arc::clone(&self.store),
+            Arc::clone(self.ledger.store()),
             self.walk_tx.clone(),
             Arc::clone(&self.scan_stop),
         );
@@ -1010,8 +974,11 @@ impl Engine {
                     let (dir, to) = (dir.clone(), to.clone());
                     let after_key = after.clone();
                     // Accepted changes first, so the page reads what was accepted.
-                    self.commit(false)?;
-                    let page = self.store.page_under(&dir, after_key.as_deref(), limit)?;
+                    self.ledger.commit(false)?;
+                    let page = self
+                        .ledger
+                        .store()
+                        .page_under(&dir, after_key.as_deref(), limit)?;
                     let done = page.len() < limit;
                     if let Some(Bulk::Below { after, .. }) = self.bulk.front_mut() {
                         *after = page.last().map(|(p, _)| p.clone());
@@ -1460,43 +1427,12 @@ impl Engine {
     }
 
     fn record(&mut self, ops: Vec<Op>) {
-        for op in ops {
-            match &op {
-                Op::Put(p, e) => self.overlay.insert(p.clone(), Some(*e)),
-                Op::Delete(p) => self.overlay.insert(p.clone(), None),
-            };
-            self.ops.push(op);
-        }
+        self.ledger.record(ops);
     }
 
     /// Commits everything accepted so far, durably.
     fn flush(&mut self) -> Result<(), EngineError> {
-        self.commit(true)
-    }
-
-    /// Commits the accepted store changes. A non-durable commit skips the fsync; the next
-    /// durable one (at least every two seconds, and whenever the pipeline is idle or stops)
-    /// takes it to disk.
-    fn commit(&mut self, durable: bool) -> Result<(), EngineError> {
-        if self.ops.is_empty() && !(durable && self.unsynced) {
-            return Ok(());
-        }
-        self.reader = None;
-        let (store, ops) = (&self.store, &self.ops);
-        // A blocking call, made on the engine's own thread, never on a tokio worker.
-        store.apply_with(ops, durable)?;
-        // Cleared, not replaced: both keep their room for the next batch.
-        self.ops.clear();
-        self.overlay.clear();
-        let now = Instant::now();
-        self.last_flush = now;
-        if durable {
-            self.unsynced = false;
-            self.last_sync = now;
-        } else {
-            self.unsynced = true;
-        }
-        Ok(())
+        Ok(self.ledger.commit(true)?)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod healthcheck;
 pub mod hints;
 pub mod http;
 pub mod identity;
+pub mod ledger;
 pub mod limits;
 pub mod logging;
 pub mod paths;
