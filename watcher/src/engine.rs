@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hasher::{HashError, HashPool, Hashed, Job, Stamp};
-use publisher::{Envelope, EventType, FileFacts, Message, Sink, SinkError};
-use tokio::sync::{mpsc, Semaphore};
+use publisher::{Envelope, EventType, FileFacts, Sink, SinkError};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +24,7 @@ use crate::handoff::Handoff;
 use crate::hints::{RescanCause, RescanFlag};
 use crate::ledger::Ledger;
 use crate::limits::Limits;
+use crate::outbox::Outbox;
 use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
@@ -96,11 +97,6 @@ struct Outgoing {
     since: Instant,
 }
 
-struct Delivered {
-    id: u64,
-    result: Result<(), SinkError>,
-}
-
 /// Work over many store entries, done a page at a time as the backlog has room (see
 /// [`Limits::bulk_page`]).
 enum Bulk {
@@ -144,14 +140,9 @@ pub struct Engine {
     /// Hash outcomes on their way back from the pool, and a buffer to take them into.
     handoff: Arc<Handoff<HashDone>>,
     hashed_buf: Vec<HashDone>,
-    sink: Arc<Sink>,
-    window: Arc<Semaphore>,
-    outbox: VecDeque<(Message, Outgoing)>,
+    /// Events on their way to the sink.
+    outbox: Outbox<Outgoing>,
     bulk: VecDeque<Bulk>,
-    inflight: HashMap<u64, Outgoing>,
-    next_id: u64,
-    done_tx: mpsc::UnboundedSender<Delivered>,
-    done_rx: mpsc::UnboundedReceiver<Delivered>,
     hints: mpsc::Receiver<Change>,
     rescan: Arc<RescanFlag>,
     scan_tx: mpsc::Sender<ScanMsg>,
@@ -165,9 +156,6 @@ pub struct Engine {
     /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
     /// knows what is still running and waits for it up to the deadline, no longer.
     tasks: TaskTracker,
-    /// The service's multi-threaded runtime, where deliveries run (the sink's I/O lives there);
-    /// the engine itself runs on a thread of its own (see [`Engine::spawn`]).
-    io: Option<tokio::runtime::Handle>,
     /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
     /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
     /// as into a directory created a moment before), it is one move, not a delete and a create.
@@ -212,11 +200,9 @@ impl Engine {
         root: Arc<RootState>,
     ) -> Self {
         let handoff = Arc::new(Handoff::new(pool.capacity() / 2));
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let limits = cfg.limits;
         let (scan_tx, scan_rx) = mpsc::channel(limits.scan_queue);
         let (walk_tx, walk_rx) = mpsc::channel(limits.scan_queue);
-        let window = Arc::new(Semaphore::new(limits.window));
         Self {
             settle: Settle::new(cfg.settle_delay),
             cfg,
@@ -228,14 +214,8 @@ impl Engine {
             hash_queue: VecDeque::new(),
             handoff,
             hashed_buf: Vec::new(),
-            sink,
-            window,
-            outbox: VecDeque::new(),
+            outbox: Outbox::new(sink, limits.window),
             bulk: VecDeque::new(),
-            inflight: HashMap::new(),
-            next_id: 0,
-            done_tx,
-            done_rx,
             hints,
             rescan,
             scan_tx,
@@ -247,7 +227,6 @@ impl Engine {
             scans_run: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
             tasks: TaskTracker::new(),
-            io: tokio::runtime::Handle::try_current().ok(),
             limbo: HashMap::new(),
             limbo_paths: PathSet::new(),
             fatal: None,
@@ -350,8 +329,8 @@ impl Engine {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(()),
-                Some(d) = self.done_rx.recv() => {
-                    if let Err(e) = self.delivered(d) {
+                (out, result) = self.outbox.done() => {
+                    if let Err(e) = self.delivered(out, result) {
                         break Err(e);
                     }
                 }
@@ -406,7 +385,7 @@ impl Engine {
     }
 
     fn backlog(&self) -> usize {
-        self.hash_queue.len() + self.outbox.len()
+        self.hash_queue.len() + self.outbox.queued()
     }
 
     fn backlog_limit(&self) -> usize {
@@ -420,7 +399,6 @@ impl Engine {
             && self.busy.is_empty()
             && self.hash_queue.is_empty()
             && self.outbox.is_empty()
-            && self.inflight.is_empty()
     }
 
     /// Graceful stop: no new intake and no new hashes; hashing stops at the next slice boundary
@@ -436,12 +414,12 @@ impl Engine {
         loop {
             self.take_hashed();
             self.start_deliveries();
-            if self.hashing.is_empty() && self.outbox.is_empty() && self.inflight.is_empty() {
+            if self.hashing.is_empty() && self.outbox.is_empty() {
                 break;
             }
             tokio::select! {
-                Some(d) = self.done_rx.recv() => {
-                    if let Err(e) = self.delivered(d) {
+                (out, result) = self.outbox.done() => {
+                    if let Err(e) = self.delivered(out, result) {
                         tracing::error!(error = %e, "delivery failed during shutdown");
                         break;
                     }
@@ -449,7 +427,7 @@ impl Engine {
                 () = self.handoff.ready() => self.take_hashed(),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        unconfirmed = self.inflight.len() + self.outbox.len(),
+                        unconfirmed = self.outbox.in_flight() + self.outbox.queued(),
                         "shutdown deadline reached; unconfirmed events will be sent again at the next start"
                     );
                     break;
@@ -1315,7 +1293,7 @@ impl Engine {
         // Sent by the next pump, together with everything else queued this turn: stdout then
         // writes one batch with one flush instead of a write per event.
         let since = self.since;
-        self.outbox.push_back((
+        self.outbox.push(
             msg,
             Outgoing {
                 busy,
@@ -1323,70 +1301,39 @@ impl Engine {
                 event,
                 since,
             },
-        ));
+        );
     }
 
     fn start_deliveries(&mut self) {
-        if let Sink::Stdout(out) = &*self.sink {
-            // Stdout accepts synchronously: write the whole outbox, flush once, then commit.
-            if self.outbox.is_empty() || self.fatal.is_some() {
-                return;
-            }
-            let batch: Vec<_> = self.outbox.drain(..).collect();
-            match out.deliver_all(batch.iter().map(|(m, _)| m)) {
-                Ok(()) => {
-                    for (_, o) in batch {
-                        self.accepted(o);
-                    }
-                }
-                Err(e) => self.fatal = Some(e.into()),
-            }
+        if self.fatal.is_some() {
             return;
         }
-        while !self.outbox.is_empty() {
-            let Ok(permit) = Arc::clone(&self.window).try_acquire_owned() else {
-                break;
-            };
-            let Some((msg, out)) = self.outbox.pop_front() else {
-                break;
-            };
-            self.next_id += 1;
-            let id = self.next_id;
-            self.inflight.insert(id, out);
-            let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
-            let delivery = async move {
-                let result = sink.deliver(&msg).await;
-                drop(permit);
-                let _ = tx.send(Delivered { id, result });
-            };
-            match &self.io {
-                Some(io) => {
-                    self.tasks.spawn_on(delivery, io);
-                }
-                None => {
-                    self.tasks.spawn(delivery);
+        match self.outbox.start(&self.tasks) {
+            Ok(accepted) => {
+                for o in accepted {
+                    self.accepted(o);
                 }
             }
+            Err(e) => self.fatal = Some(e.into()),
         }
         self.stats
             .in_flight
-            .set((self.inflight.len() + self.outbox.len()) as i64);
+            .set((self.outbox.in_flight() + self.outbox.queued()) as i64);
     }
 
-    fn delivered(&mut self, d: Delivered) -> Result<(), EngineError> {
-        let Some(out) = self.inflight.remove(&d.id) else {
-            return Ok(());
-        };
-        for b in &out.busy {
-            self.busy.remove(b);
-        }
-        match d.result {
+    fn delivered(
+        &mut self,
+        out: Outgoing,
+        result: Result<(), SinkError>,
+    ) -> Result<(), EngineError> {
+        match result {
             Ok(()) => {
                 self.accepted(out);
                 self.start_deliveries();
                 Ok(())
             }
             Err(SinkError::Closed) => {
+                // Shutting down: the event is found again at the next start.
                 for b in &out.busy {
                     self.busy.remove(b);
                 }

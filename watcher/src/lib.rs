@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ledger;
 pub mod limits;
 pub mod logging;
+pub mod outbox;
 pub mod paths;
 pub mod root;
 pub mod scan;

@@ -1,0 +1,174 @@
+//! The outbox: events on their way to the sink, and the delivery window.
+//!
+//! Each event carries what must happen once the sink has it (`T`: its store changes, the paths
+//! it keeps busy). The outbox hands events to the sink in batches (stdout: the whole queue with
+//! one flush) or within the window of unconfirmed messages (AMQP: each delivery is a task on the
+//! service's runtime, and its outcome comes back through a channel), and gives each `T` back
+//! with its outcome. It makes no decisions; what an acceptance means is the engine's business.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use publisher::{Message, Sink, SinkError};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::task::TaskTracker;
+
+struct Done {
+    id: u64,
+    result: Result<(), SinkError>,
+}
+
+/// Events waiting for the sink, and those handed to it and not yet accepted.
+pub struct Outbox<T> {
+    sink: Arc<Sink>,
+    window: Arc<Semaphore>,
+    queued: VecDeque<(Message, T)>,
+    in_flight: HashMap<u64, T>,
+    next_id: u64,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Where deliveries run: the runtime that owns the sink's connection.
+    io: Option<tokio::runtime::Handle>,
+}
+
+impl<T> std::fmt::Debug for Outbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.queued.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Outbox<T> {
+    /// An outbox for `sink` with at most `window` deliveries unconfirmed. Deliveries run on the
+    /// runtime current at this call, if any (else on the one current when they start).
+    pub fn new(sink: Arc<Sink>, window: usize) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            sink,
+            window: Arc::new(Semaphore::new(window.max(1))),
+            queued: VecDeque::new(),
+            in_flight: HashMap::new(),
+            next_id: 0,
+            done_tx,
+            done_rx,
+            io: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Queues an event; [`Outbox::start`] hands it to the sink.
+    pub fn push(&mut self, msg: Message, meta: T) {
+        self.queued.push_back((msg, meta));
+    }
+
+    /// Events not yet handed to the sink.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Events handed to the sink and not yet accepted.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Nothing queued and nothing in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// Hands queued events to the sink. Stdout accepts synchronously: the whole queue is
+    /// written with one flush, and the accepted events are returned. AMQP deliveries start as
+    /// far as the window allows; their outcomes come from [`Outbox::done`].
+    ///
+    /// # Errors
+    /// Stdout could not be written; the events stay queued.
+    pub fn start(&mut self, tasks: &TaskTracker) -> Result<Vec<T>, SinkError> {
+        if let Sink::Stdout(out) = &*self.sink {
+            if self.queued.is_empty() {
+                return Ok(Vec::new());
+            }
+            out.deliver_all(self.queued.iter().map(|(m, _)| m))?;
+            return Ok(self.queued.drain(..).map(|(_, t)| t).collect());
+        }
+        while !self.queued.is_empty() {
+            let Ok(permit) = Arc::clone(&self.window).try_acquire_owned() else {
+                break;
+            };
+            let Some((msg, meta)) = self.queued.pop_front() else {
+                break;
+            };
+            self.next_id += 1;
+            let id = self.next_id;
+            self.in_flight.insert(id, meta);
+            let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
+            let delivery = async move {
+                let result = sink.deliver(&msg).await;
+                drop(permit);
+                let _ = tx.send(Done { id, result });
+            };
+            match &self.io {
+                Some(io) => {
+                    tasks.spawn_on(delivery, io);
+                }
+                None => {
+                    tasks.spawn(delivery);
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// The next delivery outcome, with its event's `T`. Pending while nothing is in flight.
+    pub async fn done(&mut self) -> (T, Result<(), SinkError>) {
+        loop {
+            let Some(d) = self.done_rx.recv().await else {
+                // The outbox holds a sender itself, so the channel never closes.
+                std::future::pending::<()>().await;
+                continue;
+            };
+            if let Some(meta) = self.in_flight.remove(&d.id) {
+                return (meta, d.result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use publisher::{Envelope, EventType, FileFacts, StdoutSink};
+    use std::path::Path;
+
+    fn message(name: &str) -> Message {
+        Envelope::build(
+            EventType::FileCreated,
+            "test",
+            Path::new("/d"),
+            &Path::new("/d").join(name),
+            None,
+            FileFacts {
+                size: 1,
+                sha256_hex: "0".repeat(64),
+                xxh128_hex: "0".repeat(32),
+            },
+            chrono::Utc::now(),
+        )
+    }
+
+    #[test]
+    fn stdout_takes_the_whole_queue_at_once_and_gives_every_event_back() {
+        let mut o = Outbox::new(Arc::new(Sink::Stdout(StdoutSink::new())), 2);
+        for i in 0..5 {
+            o.push(message(&format!("f{i}")), i);
+        }
+        assert_eq!(o.queued(), 5);
+        // The window bounds unconfirmed AMQP deliveries; stdout confirms as it writes.
+        let accepted = o.start(&TaskTracker::new()).unwrap();
+        assert_eq!(accepted, vec![0, 1, 2, 3, 4]);
+        assert!(o.is_empty());
+        assert!(o.start(&TaskTracker::new()).unwrap().is_empty());
+    }
+}
