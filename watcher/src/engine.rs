@@ -1,9 +1,18 @@
-//! The pipeline: hints and scans → settle → diff against the store → hash → sink → store commit.
+//! The pipeline: hints and scans → settle → decide → hash → outbox → ledger.
 //!
-//! One task owns all state, so there are no locks on the hot path. Per path there is at most one
-//! piece of work in flight (hashing or delivering); a hint for a busy path waits in the settle set.
-//! The store is written only after the sink accepted the event, in batches; until a batch is
-//! committed, an overlay answers lookups so no decision is made on stale data.
+//! One engine owns all state, so there are no locks on the hot path. It runs on a thread of its
+//! own ([`Engine::spawn`]), so its blocking calls never stall a tokio worker. The engine wires
+//! the parts together and does the I/O; the parts are named after their concepts:
+//! - [`crate::settle`]: the pending set, coalesced per path, with its quiet periods and renames;
+//! - [`crate::decide`]: the pure decision for a settled path and for a hash result;
+//! - [`crate::pairing`]: the inode limbo and a scan's vanished set, where moves are paired;
+//! - [`crate::outbox`]: the delivery window to the sink;
+//! - [`crate::ledger`]: the overlay of accepted changes and the commit policy;
+//! - [`crate::limits`]: the bound of every queue, and the page size of bulk work.
+//!
+//! Per path there is at most one piece of work in flight (hashing or delivering); a hint for a
+//! busy path waits in the settle set. The store is written only after the sink accepted the
+//! event.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -25,6 +34,7 @@ use crate::hints::{RescanCause, RescanFlag};
 use crate::ledger::Ledger;
 use crate::limits::Limits;
 use crate::outbox::Outbox;
+use crate::pairing::{Limbo, Vanished};
 use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
@@ -114,7 +124,7 @@ enum Bulk {
 
 #[derive(Default)]
 struct ScanState {
-    vanished: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
+    vanished: Vanished,
     walk_done: bool,
     paths: PathSet,
     files: u64,
@@ -159,8 +169,7 @@ pub struct Engine {
     /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
     /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
     /// as into a directory created a moment before), it is one move, not a delete and a create.
-    limbo: HashMap<(u64, u64), (PathBuf, Entry, Instant)>,
-    limbo_paths: PathSet,
+    limbo: Limbo,
     /// A failure seen where it could not be returned (a sink or store error); the next pump
     /// returns it.
     fatal: Option<EngineError>,
@@ -227,8 +236,7 @@ impl Engine {
             scans_run: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
             tasks: TaskTracker::new(),
-            limbo: HashMap::new(),
-            limbo_paths: PathSet::new(),
+            limbo: Limbo::default(),
             fatal: None,
             stats,
             last_progress: Instant::now(),
@@ -477,14 +485,7 @@ impl Engine {
             return;
         };
         match m {
-            ScanMsg::Vanished(list) => {
-                for (p, e) in list {
-                    scan.vanished
-                        .entry((e.stamp.size, e.digest.xxh128()))
-                        .or_default()
-                        .push((p, e));
-                }
-            }
+            ScanMsg::Vanished(list) => scan.vanished.extend(list),
             ScanMsg::Found(p, stamp, known) => {
                 // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
                 let recorded = self.ledger.uncommitted(&p).unwrap_or(known);
@@ -714,7 +715,7 @@ impl Engine {
         };
         // What vanished and was not paired with a new file is a deletion, worked through as
         // the backlog has room.
-        let vanished: Vec<_> = scan.vanished.into_values().flatten().collect();
+        let vanished = scan.vanished.into_unclaimed();
         let deleted = vanished.len();
         if deleted > 0 {
             self.bulk.push_back(Bulk::Vanished(vanished.into_iter()));
@@ -859,7 +860,7 @@ impl Engine {
     /// under another name (a move the watcher could not pair): then it is that move.
     fn new_or_changed(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, decision: Decision) {
         if decision == Decision::New {
-            if let Some((from, old)) = self.moved_from_limbo(&path, &stamp) {
+            if let Some((from, old)) = self.limbo.claim(&path, &stamp) {
                 self.emit_move(
                     from,
                     path,
@@ -885,15 +886,8 @@ impl Engine {
     fn vanished(&mut self, path: &Path) -> Result<(), EngineError> {
         if let Some(e) = self.lookup(path)? {
             let until = Instant::now() + self.cfg.settle_delay;
-            self.limbo_paths.insert(path.to_path_buf());
-            if let Some((older, e2, _)) = self
-                .limbo
-                .insert((e.stamp.dev, e.stamp.inode), (path.to_path_buf(), e, until))
-            {
-                if older != path {
-                    self.limbo_paths.remove(&older);
-                    self.emit_deleted(older, e2);
-                }
+            if let Some((older, e2)) = self.limbo.hold(path.to_path_buf(), e, until) {
+                self.emit_deleted(older, e2);
             }
             return Ok(());
         }
@@ -987,7 +981,7 @@ impl Engine {
             self.settle.touch(p, Origin::Live, Instant::now());
             return;
         }
-        if self.settle.contains(&p) || self.limbo_paths.contains(&p) || is_file(&p) {
+        if self.settle.contains(&p) || self.limbo.contains(&p) || is_file(&p) {
             return;
         }
         self.emit_deleted(p, e);
@@ -1044,37 +1038,13 @@ impl Engine {
     }
 
     fn expire_limbo(&mut self, now: Instant) -> Result<(), EngineError> {
-        if self.limbo.is_empty() {
-            return Ok(());
-        }
-        let expired: Vec<_> = self
-            .limbo
-            .iter()
-            .filter(|(_, (_, _, until))| *until <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            let Some((path, entry, _)) = self.limbo.remove(&k) else {
-                continue;
-            };
-            self.limbo_paths.remove(&path);
+        for (path, entry) in self.limbo.expired(now) {
             // Back again under the same name: settling handles it as a change, not a delete.
             if !is_file(&path) && !self.busy.contains(&path) && self.lookup(&path)?.is_some() {
                 self.emit_deleted(path, entry);
             }
         }
         Ok(())
-    }
-
-    /// A new file that is a vanished file's inode with the same size and mtime: it moved.
-    fn moved_from_limbo(&mut self, path: &Path, stamp: &Stamp) -> Option<(PathBuf, Entry)> {
-        let (from, e, _) = self.limbo.get(&(stamp.dev, stamp.inode))?;
-        if !e.stamp.same_content_as(stamp) || from == path {
-            return None;
-        }
-        let (from, e, _) = self.limbo.remove(&(stamp.dev, stamp.inode))?;
-        self.limbo_paths.remove(&from);
-        Some((from, e))
     }
 
     fn queue_hash(&mut self, path: PathBuf, work: HashWork) {
@@ -1207,7 +1177,7 @@ impl Engine {
     /// XXH128), or new.
     fn new_hashed(&mut self, path: PathBuf, entry: Entry, origin: Origin) {
         // A scan queues new files without a stat, so the inode check against limbo happens here.
-        if let Some((from, _)) = self.moved_from_limbo(&path, &entry.stamp) {
+        if let Some((from, _)) = self.limbo.claim(&path, &entry.stamp) {
             self.emit_move(from, path, entry);
             return;
         }
@@ -1229,15 +1199,9 @@ impl Engine {
     /// while we were not watching.
     fn take_vanished(&mut self, entry: &Entry) -> Option<PathBuf> {
         let scan = self.scan.as_mut()?;
-        let list = scan
-            .vanished
-            .get_mut(&(entry.stamp.size, entry.digest.xxh128()))?;
-        // Take the first candidate that is really gone; the others stay for the deletion pass.
         let busy = &self.busy;
-        let i = list
-            .iter()
-            .position(|(p, _)| !busy.contains(p) && !is_file(p))?;
-        Some(list.swap_remove(i).0)
+        scan.vanished
+            .take(entry, |p| !busy.contains(p) && !is_file(p))
     }
 
     // ---- output -------------------------------------------------------------------------------

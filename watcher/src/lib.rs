@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod limits;
 pub mod logging;
 pub mod outbox;
+pub mod pairing;
 pub mod paths;
 pub mod root;
 pub mod scan;
