@@ -101,7 +101,7 @@ impl Ledger {
 
     /// The commit policy: commits when a batch is full or old enough, or when the pipeline is
     /// `idle` and something is uncommitted or unsynced. The commit is durable when idle, and
-    /// otherwise at most every [`SYNC_EVERY`].
+    /// otherwise at most every two seconds.
     ///
     /// # Errors
     /// A store write failure.
@@ -126,7 +126,9 @@ impl Ledger {
             return Ok(());
         }
         self.reader = None;
-        self.store.apply_with(&self.ops, durable)?;
+        // Blocking: tell the runtime, so other tasks move off this worker meanwhile.
+        let (store, ops) = (&self.store, &self.ops);
+        tokio::task::block_in_place(|| store.apply_with(ops, durable))?;
         // Cleared, not replaced: both keep their room for the next batch.
         self.ops.clear();
         self.overlay.clear();

@@ -245,7 +245,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(&stats),
         root,
     );
-    let result = engine.spawn(cancel).await;
+    let result = engine.run(cancel).await;
     publisher_cancel.cancel();
     if let publisher::Sink::Amqp(p) = &*sink {
         // Close the connection cleanly (the broker then sees a normal close, not a lost

@@ -29,6 +29,10 @@ pub struct Limits {
     pub bulk_page: usize,
     /// Accepted store changes per commit (and the overlay that covers them until then).
     pub commit_ops: usize,
+    /// Vanished files held for pairing with a new name (see [`crate::pairing::Limbo`]). Files
+    /// below a vanished directory are held too while there is room, so a directory rename the
+    /// watcher could not pair still becomes moves; beyond it they are deleted at once.
+    pub limbo: usize,
 }
 
 impl Limits {
@@ -44,6 +48,7 @@ impl Limits {
             scan_queue: 4096,
             bulk_page: 1024,
             commit_ops: 8192,
+            limbo: 4096,
         }
     }
 }
@@ -65,6 +70,7 @@ mod tests {
                 ("scan_queue", l.scan_queue),
                 ("bulk_page", l.bulk_page),
                 ("commit_ops", l.commit_ops),
+                ("limbo", l.limbo),
             ] {
                 assert!(v > 0, "{name} is zero for ({hints}, {window})");
             }

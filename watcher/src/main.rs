@@ -40,7 +40,11 @@ fn main() -> ExitCode {
         eprintln!("file-watcher: {e}");
         return ExitCode::from(2);
     }
+    // At least two workers, also on one core: the engine's blocking calls (lstat, redb,
+    // stdout) then never hold up the HTTP endpoints or the broker connection.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -35,6 +35,11 @@ impl Limbo {
         self.by_inode.is_empty()
     }
 
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.by_inode.len()
+    }
+
     /// Whether `path` is held.
     pub fn contains(&self, path: &Path) -> bool {
         self.paths.contains(path)
