@@ -766,14 +766,7 @@ impl Engine {
                 if let (Some(old), Some(stamp), Some(from)) =
                     (source.and_then(|s| s.entry), stamp, from.clone())
                 {
-                    self.emit_move(
-                        from,
-                        path,
-                        Entry {
-                            stamp,
-                            digest: old.digest,
-                        },
-                    );
+                    self.emit_move(from, path, Entry { stamp, ..old });
                 }
             }
             Decision::HashMove => {
@@ -825,14 +818,7 @@ impl Engine {
     fn new_or_changed(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, decision: Decision) {
         if decision == Decision::New {
             if let Some((from, old)) = self.limbo.claim(&path, &stamp) {
-                self.emit_move(
-                    from,
-                    path,
-                    Entry {
-                        stamp,
-                        digest: old.digest,
-                    },
-                );
+                self.emit_move(from, path, Entry { stamp, ..old });
                 return;
             }
         }

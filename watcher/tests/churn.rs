@@ -91,6 +91,15 @@ impl Churn {
         }
     }
 
+    /// A directory below DATA_DIR (not DATA_DIR itself), if there is one.
+    fn any_subdir(&mut self) -> Option<PathBuf> {
+        if self.dirs.is_empty() {
+            return None;
+        }
+        let i = self.rng.usize(0..self.dirs.len());
+        Some(self.dirs[i].clone())
+    }
+
     fn any_file(&mut self) -> Option<PathBuf> {
         if self.files.is_empty() {
             return None;
@@ -254,11 +263,7 @@ impl Churn {
             }
             72..=77 => {
                 // A directory renamed, moved, or renamed twice.
-                let Some(d) = self
-                    .dirs
-                    .get(self.rng.usize(0..self.dirs.len().max(1)))
-                    .cloned()
-                else {
+                let Some(d) = self.any_subdir() else {
                     return;
                 };
                 let mut from = d.clone();
@@ -278,11 +283,7 @@ impl Churn {
             }
             78..=80 => {
                 // A directory removed with everything in it.
-                let Some(d) = self
-                    .dirs
-                    .get(self.rng.usize(0..self.dirs.len().max(1)))
-                    .cloned()
-                else {
+                let Some(d) = self.any_subdir() else {
                     return;
                 };
                 std::fs::remove_dir_all(&d).unwrap();
@@ -304,11 +305,7 @@ impl Churn {
             }
             84..=85 => {
                 // A directory replaced by a file of the same name.
-                let Some(d) = self
-                    .dirs
-                    .get(self.rng.usize(0..self.dirs.len().max(1)))
-                    .cloned()
-                else {
+                let Some(d) = self.any_subdir() else {
                     return;
                 };
                 std::fs::remove_dir_all(&d).unwrap();
