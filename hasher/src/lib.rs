@@ -7,9 +7,11 @@
 //!
 //! * [`hash_file`] hashes one path and refuses to lie: a file that is not regular, vanished,
 //!   unreadable, or changed while it was read is a typed [`HashError`], never a made-up digest.
-//! * [`HashPool`] hashes many paths on a fixed set of threads with a bounded intake, so a caller
-//!   can stream millions of paths through it with flat memory. Large files are hashed in slices
-//!   and take turns with new work, so one 4 GiB file never starves a queue of small ones.
+//! * [`HashPool`] hashes many paths on a `rayon::ThreadPool` of its own with a bounded intake, so
+//!   a caller can stream millions of paths through it with flat memory: never more than
+//!   `capacity + threads` files open, whoever submits. Large files are hashed in slices and go
+//!   back to the end of the pool's FIFO queue after each one, so one 4 GiB file never starves a
+//!   queue of small ones.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

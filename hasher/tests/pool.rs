@@ -214,3 +214,260 @@ fn stop_answers_every_job_within_a_slice_and_drop_returns() {
         "stop took {took:?}"
     );
 }
+
+/// Occupies a pool's only thread inside a callback until `release` is sent, so that everything
+/// submitted meanwhile is queued in a known order before any of it starts.
+fn gate(pool: &HashPool) -> mpsc::Sender<()> {
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    pool.submit(Job::new("/nonexistent/gate", move |_| {
+        started_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    }))
+    .unwrap();
+    started_rx.recv().unwrap();
+    release_tx
+}
+
+#[test]
+fn small_files_overtake_a_big_one_submitted_first() {
+    // One thread, small slices: a big file queued ahead of 100 small ones goes to the back of the
+    // queue after each slice, so every small file is answered before it.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    // Sparse: no disk, and 256 slices of 256 KiB.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let smalls: Vec<_> = (0..100)
+        .map(|i| {
+            let p = dir.path().join(format!("small{i:03}.txt"));
+            std::fs::write(&p, format!("small {i}")).unwrap();
+            p
+        })
+        .collect();
+    let pool = HashPool::new(PoolConfig {
+        threads: 1,
+        capacity: 128,
+        slice_bytes: 256 << 10,
+    })
+    .unwrap();
+    let release = gate(&pool);
+    let (tx, rx) = mpsc::channel();
+    for p in std::iter::once(&big).chain(&smalls) {
+        let tx = tx.clone();
+        let path = p.clone();
+        pool.submit(Job::new(p.clone(), move |r| tx.send((path, r)).unwrap()))
+            .unwrap();
+    }
+    drop(tx);
+    release.send(()).unwrap();
+    drop(pool);
+    let order: Vec<_> = rx.iter().collect();
+    assert_eq!(order.len(), 101);
+    let (last, result) = order.last().unwrap();
+    assert_eq!(last, &big, "the big file was not the last to finish");
+    assert_eq!(result.as_ref().unwrap(), &hash_file(&big).unwrap());
+    for (p, r) in &order[..100] {
+        assert_eq!(r.as_ref().unwrap(), &hash_file(p).unwrap());
+    }
+}
+
+#[test]
+fn open_files_stay_within_capacity_plus_threads_under_concurrent_submit() {
+    // Eight producers push 200 jobs each into a pool of capacity 4 and 2 threads. Half the files
+    // take eight slices each, so files pause between slices while others start: however the
+    // submits interleave, no more than 4 + 2 files are open at once, and every job is answered
+    // exactly once. (The hand-written pool freed a job's intake slot when it paused the file:
+    // this very load kept 400 to 550 files open at once there.)
+    const PRODUCERS: usize = 8;
+    const JOBS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..4u8 {
+        let big = dir.path().join(format!("big{i}.bin"));
+        std::fs::write(&big, vec![i; 8 * (256 << 10)]).unwrap();
+        let small = dir.path().join(format!("small{i}.txt"));
+        std::fs::write(&small, [i; 100]).unwrap();
+        files.push(big);
+        files.push(small);
+    }
+    let pool = Arc::new(
+        HashPool::new(PoolConfig {
+            threads: 2,
+            capacity: 4,
+            slice_bytes: 256 << 10,
+        })
+        .unwrap(),
+    );
+    let answers: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..PRODUCERS * JOBS).map(|_| AtomicUsize::new(0)).collect());
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let pool = Arc::clone(&pool);
+            let answers = Arc::clone(&answers);
+            let files = files.clone();
+            std::thread::spawn(move || {
+                for j in 0..JOBS {
+                    let id = t * JOBS + j;
+                    let answers = Arc::clone(&answers);
+                    let path = files[(t + j) % files.len()].clone();
+                    pool.submit(Job::new(path, move |r| {
+                        r.unwrap();
+                        answers[id].fetch_add(1, Ordering::Relaxed);
+                    }))
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let pool = Arc::into_inner(pool).unwrap();
+    let stats = Arc::clone(pool.stats());
+    drop(pool); // waits for every job
+    for (id, n) in answers.iter().enumerate() {
+        assert_eq!(n.load(Ordering::Relaxed), 1, "job {id}");
+    }
+    let peak = stats.peak_open_files.load(Ordering::Relaxed);
+    assert!(peak <= 4 + 2, "{peak} files open at once");
+    assert!(
+        peak > 2,
+        "no file ever paused between slices: the test proved nothing"
+    );
+    assert_eq!(stats.open_files.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.completed.load(Ordering::Relaxed), 1600);
+}
+
+#[test]
+fn stop_cancels_queued_and_paused_jobs_without_reading_them() {
+    // One thread: a big file is paused between slices and five small files wait while a callback
+    // holds the thread. After `stop`, all six are answered Cancelled as soon as the thread is
+    // free, and a new job is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let pool = HashPool::new(PoolConfig {
+        threads: 1,
+        capacity: 8,
+        slice_bytes: 1 << 20,
+    })
+    .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    pool.submit(Job::new(big.clone(), move |r| tx2.send(r).unwrap()))
+        .unwrap();
+    let release = gate(&pool);
+    assert_eq!(pool.stats().sliced_in_progress.load(Ordering::Relaxed), 1);
+    assert_eq!(pool.stats().open_files.load(Ordering::Relaxed), 1);
+    for i in 0..5 {
+        let p = dir.path().join(format!("small{i}.txt"));
+        std::fs::write(&p, "small").unwrap();
+        let tx = tx.clone();
+        pool.submit(Job::new(p, move |r| tx.send(r).unwrap()))
+            .unwrap();
+    }
+    drop(tx);
+    pool.stop();
+    let refused = pool.try_submit(Job::new(&big, |_| {})).unwrap_err();
+    assert!(matches!(refused, hasher::SubmitError::Closed(_)));
+    let refused = pool.submit(Job::new(&big, |_| {})).unwrap_err();
+    assert!(matches!(refused, hasher::SubmitError::Closed(_)));
+    let stopped = std::time::Instant::now();
+    release.send(()).unwrap();
+    drop(pool);
+    let results: Vec<_> = rx.iter().collect();
+    let took = stopped.elapsed();
+    assert_eq!(results.len(), 6, "every job answered once");
+    for r in &results {
+        assert!(matches!(r, Err(HashError::Cancelled { .. })), "{r:?}");
+    }
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "stop took {took:?}"
+    );
+}
+
+#[test]
+fn a_submit_waiting_for_room_is_refused_by_stop() {
+    let pool = Arc::new(
+        HashPool::new(PoolConfig {
+            threads: 1,
+            capacity: 1,
+            ..PoolConfig::default()
+        })
+        .unwrap(),
+    );
+    let release = gate(&pool);
+    // The gate is admitted and one more job fits: capacity + threads = 2.
+    pool.try_submit(Job::new("/nonexistent/b", |_| {})).unwrap();
+    let waiting = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || pool.submit(Job::new("/nonexistent/c", |_| {})))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!waiting.is_finished(), "submit did not wait for room");
+    pool.stop();
+    let err = waiting.join().unwrap().unwrap_err();
+    assert!(matches!(err, hasher::SubmitError::Closed(_)));
+    release.send(()).unwrap();
+}
+
+#[test]
+fn a_panicking_callback_does_not_lose_the_jobs_after_it() {
+    let pool = HashPool::new(PoolConfig {
+        threads: 1,
+        capacity: 1,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    pool.submit(Job::new("/nonexistent/a", |_| panic!("callback panics")))
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        let done = Arc::clone(&done);
+        pool.submit(Job::new("/nonexistent/b", move |_| {
+            done.fetch_add(1, Ordering::Relaxed);
+        }))
+        .unwrap();
+    }
+    let stats = Arc::clone(pool.stats());
+    drop(pool);
+    assert_eq!(done.load(Ordering::Relaxed), 100);
+    assert_eq!(stats.completed.load(Ordering::Relaxed), 101);
+}
+
+#[test]
+fn every_thread_takes_work_while_jobs_wait() {
+    // Two threads, two jobs whose callbacks each wait for the other's: both only return if the
+    // two run at the same time, on two threads.
+    let pool = HashPool::new(PoolConfig {
+        threads: 2,
+        capacity: 4,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let (a_tx, a_rx) = mpsc::channel::<()>();
+    let (b_tx, b_rx) = mpsc::channel::<()>();
+    let (met_tx, met_rx) = mpsc::channel::<bool>();
+    let met_b = met_tx.clone();
+    let wait = std::time::Duration::from_secs(10);
+    pool.submit(Job::new("/nonexistent/a", move |_| {
+        a_tx.send(()).unwrap();
+        met_tx.send(b_rx.recv_timeout(wait).is_ok()).unwrap();
+    }))
+    .unwrap();
+    pool.submit(Job::new("/nonexistent/b", move |_| {
+        b_tx.send(()).unwrap();
+        met_b.send(a_rx.recv_timeout(wait).is_ok()).unwrap();
+    }))
+    .unwrap();
+    drop(pool);
+    let met: Vec<bool> = met_rx.iter().collect();
+    assert_eq!(met, [true, true], "the two jobs did not run side by side");
+}
