@@ -9,6 +9,16 @@ use std::sync::{mpsc, Arc};
 
 use hasher::{hash_file, HashError, HashPool, Job, PoolConfig};
 
+/// A pool of `threads` threads and `capacity` waiting jobs, default slices.
+fn pool(threads: usize, capacity: usize) -> HashPool {
+    HashPool::new(PoolConfig {
+        threads,
+        capacity,
+        ..PoolConfig::default()
+    })
+    .unwrap()
+}
+
 #[test]
 fn ten_thousand_in_ten_thousand_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,12 +28,7 @@ fn ten_thousand_in_ten_thousand_out() {
         std::fs::write(&p, format!("file number {i}")).unwrap();
         paths.push(p);
     }
-    let pool = HashPool::new(PoolConfig {
-        threads: 2,
-        capacity: 64,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = pool(2, 64);
     let (tx, rx) = mpsc::channel();
     let max_queued = Arc::new(AtomicUsize::new(0));
     for p in &paths {
@@ -57,12 +62,7 @@ fn memory_stays_flat_however_much_is_queued() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("one.bin");
     std::fs::write(&p, vec![3u8; 4096]).unwrap();
-    let pool = HashPool::new(PoolConfig {
-        threads: 2,
-        capacity: 16,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = pool(2, 16);
     let done = Arc::new(AtomicUsize::new(0));
     let mut max_queued = 0;
     let mut max_outstanding = 0;
@@ -88,12 +88,7 @@ fn memory_stays_flat_however_much_is_queued() {
 
 #[test]
 fn try_submit_hands_the_job_back_when_full() {
-    let pool = HashPool::new(PoolConfig {
-        threads: 1,
-        capacity: 1,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = pool(1, 1);
     // Block the single worker inside a callback so the intake fills up.
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (started_tx, started_rx) = mpsc::channel::<()>();
@@ -395,14 +390,7 @@ fn stop_cancels_queued_and_paused_jobs_without_reading_them() {
 
 #[test]
 fn a_submit_waiting_for_room_is_refused_by_stop() {
-    let pool = Arc::new(
-        HashPool::new(PoolConfig {
-            threads: 1,
-            capacity: 1,
-            ..PoolConfig::default()
-        })
-        .unwrap(),
-    );
+    let pool = Arc::new(pool(1, 1));
     let release = gate(&pool);
     // The gate is admitted and one more job fits: capacity + threads = 2.
     pool.try_submit(Job::new("/nonexistent/b", |_| {})).unwrap();
@@ -420,12 +408,7 @@ fn a_submit_waiting_for_room_is_refused_by_stop() {
 
 #[test]
 fn a_panicking_callback_does_not_lose_the_jobs_after_it() {
-    let pool = HashPool::new(PoolConfig {
-        threads: 1,
-        capacity: 1,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = pool(1, 1);
     pool.submit(Job::new("/nonexistent/a", |_| panic!("callback panics")))
         .unwrap();
     let done = Arc::new(AtomicUsize::new(0));
@@ -446,12 +429,7 @@ fn a_panicking_callback_does_not_lose_the_jobs_after_it() {
 fn every_thread_takes_work_while_jobs_wait() {
     // Two threads, two jobs whose callbacks each wait for the other's: both only return if the
     // two run at the same time, on two threads.
-    let pool = HashPool::new(PoolConfig {
-        threads: 2,
-        capacity: 4,
-        ..PoolConfig::default()
-    })
-    .unwrap();
+    let pool = pool(2, 4);
     let (a_tx, a_rx) = mpsc::channel::<()>();
     let (b_tx, b_rx) = mpsc::channel::<()>();
     let (met_tx, met_rx) = mpsc::channel::<bool>();
