@@ -9,6 +9,11 @@ use std::sync::{mpsc, Arc};
 
 use hasher::{hash_file, HashError, HashPool, Job, PoolConfig};
 
+/// A sparse file of `len` bytes: no disk used, and as many slices as a real one.
+fn sparse(path: &std::path::Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
 /// A pool of `threads` threads and `capacity` waiting jobs, default slices.
 fn pool(threads: usize, capacity: usize) -> HashPool {
     HashPool::new(PoolConfig {
@@ -162,7 +167,7 @@ fn stop_answers_every_job_within_a_slice_and_drop_returns() {
     // Sparse: 4 x 4 GiB cost no disk, and take minutes to hash in a debug build.
     for i in 0..4 {
         let p = dir.path().join(format!("big{i}.bin"));
-        std::fs::File::create(&p).unwrap().set_len(4 << 30).unwrap();
+        sparse(&p, 4 << 30);
         paths.push(p);
     }
     for i in 0..20 {
@@ -231,10 +236,7 @@ fn small_files_overtake_a_big_one_submitted_first() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
     // Sparse: no disk, and 256 slices of 256 KiB.
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
+    sparse(&big, 64 << 20);
     let smalls: Vec<_> = (0..100)
         .map(|i| {
             let p = dir.path().join(format!("small{i:03}.txt"));
@@ -343,10 +345,7 @@ fn stop_cancels_queued_and_paused_jobs_without_reading_them() {
     // free, and a new job is refused.
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(4 << 30)
-        .unwrap();
+    sparse(&big, 4 << 30);
     let pool = HashPool::new(PoolConfig {
         threads: 1,
         capacity: 8,
