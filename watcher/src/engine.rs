@@ -37,7 +37,7 @@ use crate::hints::{RescanCause, RescanFlag};
 use crate::ledger::Ledger;
 use crate::limits::Limits;
 use crate::outbox::Outbox;
-use crate::pairing::{Limbo, Vanished};
+use crate::pairing::Limbo;
 use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
@@ -118,13 +118,17 @@ enum Bulk {
         to: Option<PathBuf>,
         after: Option<PathBuf>,
     },
-    /// Entries a scan found vanished and could not pair with a new file: deleted.
-    Vanished(std::vec::IntoIter<(PathBuf, Entry)>),
+    /// The store's vanished set after a scan: what it found gone and could not pair with a new
+    /// file. Deleted.
+    ScanVanished,
 }
 
 #[derive(Default)]
 struct ScanState {
-    vanished: Vanished,
+    /// Entries the sweep put in the store's vanished set, and how many of them new files
+    /// claimed as moves.
+    vanished: u64,
+    paired: u64,
     walk_done: bool,
     paths: PathSet,
     files: u64,
@@ -288,13 +292,18 @@ impl Engine {
             // stage is at its bound: its files then go straight to hashing on the scan's own
             // stat, instead of through the settle set and a second lstat.
             let scan_room = room && !self.backlogged();
-            let wake = self
-                .settle
-                .next_deadline()
-                .map_or(Duration::from_millis(250), |d| {
-                    d.saturating_duration_since(Instant::now())
-                        .min(Duration::from_millis(250))
-                });
+            // Bulk work with room for its next page goes on at once: a sink that accepts at once
+            // (stdout) frees the room without waking the loop.
+            let wake = if !self.bulk.is_empty() && !self.backlogged() {
+                Duration::ZERO
+            } else {
+                self.settle
+                    .next_deadline()
+                    .map_or(Duration::from_millis(250), |d| {
+                        d.saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(250))
+                    })
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(()),
@@ -446,7 +455,7 @@ impl Engine {
             return;
         };
         match m {
-            ScanMsg::Vanished(list) => scan.vanished.extend(list),
+            ScanMsg::Vanished(n) => scan.vanished += n,
             ScanMsg::Found(p, stamp, known) => {
                 // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
                 let recorded = self.ledger.uncommitted(&p).unwrap_or(known);
@@ -546,6 +555,9 @@ impl Engine {
         }
         if self.scan_owed
             && self.scan.is_none()
+            // The last scan's deletions come out of the store's vanished set, which the next
+            // sweep starts afresh.
+            && !self.bulk.iter().any(|b| matches!(b, Bulk::ScanVanished))
             && !(self.cfg.once && self.scans_run > 0)
             && self.root_sound()
         {
@@ -678,10 +690,9 @@ impl Engine {
         };
         // What vanished and was not paired with a new file is a deletion, worked through as
         // the backlog has room.
-        let vanished = scan.vanished.into_unclaimed();
-        let deleted = vanished.len();
+        let deleted = scan.vanished.saturating_sub(scan.paired);
         if deleted > 0 {
-            self.bulk.push_back(Bulk::Vanished(vanished.into_iter()));
+            self.bulk.push_back(Bulk::ScanVanished);
         }
         let secs = scan.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         tracing::info!(
@@ -886,8 +897,8 @@ impl Engine {
                 return Ok(());
             };
             match job {
-                Bulk::Vanished(list) => {
-                    let page: Vec<_> = list.by_ref().take(limit).collect();
+                Bulk::ScanVanished => {
+                    let page = self.ledger.store().vanished_drain(limit)?;
                     if page.len() < limit {
                         self.bulk.pop_front();
                     }
@@ -1164,9 +1175,25 @@ impl Engine {
     /// while we were not watching.
     fn take_vanished(&mut self, entry: &Entry) -> Option<PathBuf> {
         let scan = self.scan.as_mut()?;
+        if scan.paired >= scan.vanished {
+            return None;
+        }
         let busy = &self.busy;
-        scan.vanished
-            .take(entry, |p| !busy.contains(p) && !is_file(p))
+        match self
+            .ledger
+            .store()
+            .vanished_take(entry, |p| !busy.contains(p) && !is_file(p))
+        {
+            Ok(Some(from)) => {
+                scan.paired += 1;
+                Some(from)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.fatal.get_or_insert(e.into());
+                None
+            }
+        }
     }
 
     // ---- output -------------------------------------------------------------------------------

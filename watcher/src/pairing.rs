@@ -8,10 +8,11 @@
 //!   watcher could not pair the rename (a move into a directory created a moment before): the
 //!   [`Limbo`];
 //! - during a scan, a vanished store entry and a new file with the same size and XXH128 (a move
-//!   while we were not watching): the [`Vanished`] set.
+//!   while we were not watching). That set can be as large as the library (a volume renamed away
+//!   while we were stopped), so it lives in a store table, not here: see
+//!   [`crate::store::Store::vanished_take`].
 //!
-//! Both sets here are pure bookkeeping: they do no I/O, and the engine tells them what is on
-//! disk.
+//! The limbo here is pure bookkeeping: it does no I/O, and the engine tells it what is on disk.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,39 +99,6 @@ impl Limbo {
     }
 }
 
-/// Store entries a scan found vanished, by (size, XXH128), until the scan ends.
-#[derive(Debug, Default)]
-pub struct Vanished {
-    by_content: HashMap<(u64, u128), Vec<(PathBuf, Entry)>>,
-}
-
-impl Vanished {
-    /// Adds entries the store sweep found gone.
-    pub fn extend(&mut self, list: impl IntoIterator<Item = (PathBuf, Entry)>) {
-        for (p, e) in list {
-            self.by_content
-                .entry((e.stamp.size, e.digest.xxh128()))
-                .or_default()
-                .push((p, e));
-        }
-    }
-
-    /// Takes a vanished path with the same size and XXH128 as `entry`, choosing the first for
-    /// which `really_gone` holds; the others stay for the deletion pass.
-    pub fn take(&mut self, entry: &Entry, really_gone: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-        let list = self
-            .by_content
-            .get_mut(&(entry.stamp.size, entry.digest.xxh128()))?;
-        let i = list.iter().position(|(p, _)| really_gone(p))?;
-        Some(list.swap_remove(i).0)
-    }
-
-    /// What nobody claimed: the scan's deletions.
-    pub fn into_unclaimed(self) -> Vec<(PathBuf, Entry)> {
-        self.by_content.into_values().flatten().collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -179,23 +147,5 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].0, PathBuf::from("/d/c"));
         assert!(l.is_empty());
-    }
-
-    #[test]
-    fn vanished_pairs_by_size_and_xxh128_with_a_path_that_is_really_gone() {
-        let mut v = Vanished::default();
-        v.extend([
-            ("/d/a".into(), entry(1, 10, 1)),
-            ("/d/b".into(), entry(2, 10, 1)),
-            ("/d/c".into(), entry(3, 20, 3)),
-        ]);
-        // Other content: no pair.
-        assert!(v.take(&entry(9, 10, 2), |_| true).is_none());
-        // /d/a is back on disk: /d/b is the one that moved.
-        let got = v.take(&entry(9, 10, 1), |p| p != Path::new("/d/a"));
-        assert_eq!(got, Some(PathBuf::from("/d/b")));
-        let mut rest: Vec<_> = v.into_unclaimed().into_iter().map(|(p, _)| p).collect();
-        rest.sort();
-        assert_eq!(rest, vec![PathBuf::from("/d/a"), PathBuf::from("/d/c")]);
     }
 }

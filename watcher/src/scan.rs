@@ -17,9 +17,11 @@ use crate::store::{Entry, Store};
 /// What a scan tells the pipeline.
 #[derive(Debug)]
 pub enum ScanMsg {
-    /// Store entries whose file is gone (or no longer reported); candidates for deletion or for
-    /// pairing with a new file of the same size and XXH128 (a move while we were down).
-    Vanished(Vec<(PathBuf, Entry)>),
+    /// This many more store entries whose file is gone (or no longer reported) were put in the
+    /// store's vanished set: candidates for deletion or for pairing with a new file of the same
+    /// size and XXH128 (a move while we were down). The entries stay in the store, so a sweep
+    /// of any size holds one batch in memory.
+    Vanished(u64),
     /// A regular file that is new or whose stamp differs from the store, with the store's entry
     /// as the scan saw it (saves the pipeline a second lookup). The stamp is `None` for a path
     /// the store does not know: the walk does not `lstat` it, because the hasher's own `fstat`
@@ -45,25 +47,58 @@ pub fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
     path.strip_prefix(root).unwrap_or(path)
 }
 
-/// Finds store entries whose file no longer exists as a reported regular file.
+/// Vanished entries written to the store per transaction.
+const SWEEP_BATCH: usize = 4096;
+
+/// Finds store entries whose file no longer exists as a reported regular file and puts them in
+/// the store's vanished set (emptied first), a batch at a time, telling `tx` how many each time.
+/// Stops early when `stop` is set or the receiver is gone.
 ///
 /// # Errors
-/// A store read failure.
+/// A store read or write failure.
 pub fn sweep(
     store: &Store,
     root: &Path,
     filter: &Filter,
-) -> Result<Vec<(PathBuf, Entry)>, crate::store::StoreError> {
-    let mut vanished = Vec::new();
+    tx: &mpsc::Sender<ScanMsg>,
+    stop: &AtomicBool,
+) -> Result<(), crate::store::StoreError> {
+    store.vanished_clear()?;
+    let mut batch: Vec<(PathBuf, Entry)> = Vec::new();
+    let mut failed = None;
+    let mut gone = false;
+    let flush = |batch: &mut Vec<(PathBuf, Entry)>| -> Result<bool, crate::store::StoreError> {
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        store.vanished_add(batch)?;
+        let n = batch.len() as u64;
+        batch.clear();
+        Ok(tx.blocking_send(ScanMsg::Vanished(n)).is_ok())
+    };
     store.for_each(|path, entry| {
+        if failed.is_some() || gone || stop.load(Ordering::Relaxed) {
+            return;
+        }
         let present = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
             && path.starts_with(root)
             && filter.accepts(relative(root, &path));
         if !present {
-            vanished.push((path, entry));
+            batch.push((path, entry));
+            if batch.len() >= SWEEP_BATCH {
+                match flush(&mut batch) {
+                    Ok(true) => {}
+                    Ok(false) => gone = true,
+                    Err(e) => failed = Some(e),
+                }
+            }
         }
     })?;
-    Ok(vanished)
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    flush(&mut batch)?;
+    Ok(())
 }
 
 /// Describes a non-regular entry for the log.
@@ -189,12 +224,8 @@ pub fn full_scan(
     stop: Arc<AtomicBool>,
     label: &'static str,
 ) {
-    match sweep(&store, &root, &filter) {
-        Ok(v) => {
-            if tx.blocking_send(ScanMsg::Vanished(v)).is_err() {
-                return;
-            }
-        }
+    match sweep(&store, &root, &filter, &tx, &stop) {
+        Ok(()) => {}
         Err(e) => {
             tracing::error!(error = %e, "state store sweep failed; deletions will be found by the next scan");
         }

@@ -8,12 +8,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use hasher::{Digest, Stamp};
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Path bytes → encoded [`Entry`].
 const FILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("files_v1");
 /// Facts about the store itself, such as which directory it describes.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
+/// A scan's vanished entries, keyed by size (8 bytes, big-endian), XXH128 (16 bytes, big-endian)
+/// and path, so the candidates for one content are one key range. It lives only for the scan
+/// that fills it (each sweep starts it empty): it is a store table rather than a map in memory
+/// because a volume of a million files renamed away while we were stopped makes it as large as
+/// the library. See [`Store::vanished_take`].
+const VANISHED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("scan_vanished_v1");
 /// The META key of DATA_DIR's device and inode (16 bytes, little-endian).
 const ROOT_KEY: &str = "data_dir_root";
 
@@ -162,6 +168,20 @@ fn key(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
 }
 
+/// The first bytes of a [`VANISHED`] key: the content it pairs on.
+fn content_key(size: u64, xxh128: u128) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&size.to_be_bytes());
+    k[8..].copy_from_slice(&xxh128.to_be_bytes());
+    k
+}
+
+fn vanished_key(path: &Path, entry: &Entry) -> Vec<u8> {
+    let mut k = content_key(entry.stamp.size, entry.digest.xxh128()).to_vec();
+    k.extend_from_slice(key(path));
+    k
+}
+
 fn path_of(key: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(key))
 }
@@ -185,6 +205,7 @@ impl Store {
         store.apply(&[])?;
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
         txn.open_table(META).map_err(|e| store.err(e))?;
+        txn.open_table(VANISHED).map_err(|e| store.err(e))?;
         txn.commit().map_err(|e| store.err(e))?;
         Ok(store)
     }
@@ -379,6 +400,115 @@ impl Store {
         }
     }
 
+    /// Starts a scan's vanished set empty (what an earlier scan, or one cut short by a crash,
+    /// left there is found again by this scan's sweep if it is still gone).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if the transaction fails.
+    pub fn vanished_clear(&self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        txn.delete_table(VANISHED).map_err(|e| self.err(e))?;
+        txn.open_table(VANISHED).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Adds entries a scan's sweep found gone. No fsync: the set is rebuilt by every scan.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] if the transaction fails.
+    pub fn vanished_add(&self, list: &[(PathBuf, Entry)]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(VANISHED).map_err(|e| self.err(e))?;
+            for (p, e) in list {
+                table
+                    .insert(vanished_key(p, e).as_slice(), &e.encode()[..])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Takes the vanished path that a new file with `entry`'s size and XXH128 is, choosing the
+    /// first (in path order) for which `really_gone` holds; the others stay for the deletion
+    /// pass. This is how a file moved while we were not watching becomes one move.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read or write failure.
+    pub fn vanished_take(
+        &self,
+        entry: &Entry,
+        really_gone: impl Fn(&Path) -> bool,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let prefix = content_key(entry.stamp.size, entry.digest.xxh128());
+        let found = {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            let table = txn.open_table(VANISHED).map_err(|e| self.err(e))?;
+            let range = table
+                .range::<&[u8]>(&prefix[..]..)
+                .map_err(|e| self.err(e))?;
+            let mut found = None;
+            for item in range {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                let k = k.value();
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let path = path_of(&k[prefix.len()..]);
+                if really_gone(&path) {
+                    found = Some((k.to_vec(), path));
+                    break;
+                }
+            }
+            found
+        };
+        let Some((k, path)) = found else {
+            return Ok(None);
+        };
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        txn.open_table(VANISHED)
+            .map_err(|e| self.err(e))?
+            .remove(k.as_slice())
+            .map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(Some(path))
+    }
+
+    /// Takes up to `limit` of the vanished entries nobody claimed: the scan's deletions, worked
+    /// through a page at a time.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read or write failure.
+    pub fn vanished_drain(&self, limit: usize) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        {
+            let mut table = txn.open_table(VANISHED).map_err(|e| self.err(e))?;
+            let mut keys = Vec::new();
+            for item in table.iter().map_err(|e| self.err(e))?.take(limit) {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let k = k.value();
+                if let (Some(path), Some(entry)) = (k.get(24..), Entry::decode(v.value())) {
+                    out.push((path_of(path), entry));
+                }
+                keys.push(k.to_vec());
+            }
+            for k in keys {
+                table.remove(k.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     /// Number of entries.
     ///
     /// # Errors
@@ -424,6 +554,42 @@ mod tests {
             },
             digest: Digest::from_parts([n as u8; 32], u128::MAX - n as u128),
         }
+    }
+
+    #[test]
+    fn the_vanished_set_pairs_by_size_and_xxh128_with_a_path_that_is_really_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, c) = (entry(10), entry(20));
+        let b = Entry {
+            stamp: Stamp {
+                inode: 999,
+                ..a.stamp
+            },
+            ..a
+        };
+        store
+            .vanished_add(&[("/d/a".into(), a), ("/d/b".into(), b), ("/d/c".into(), c)])
+            .unwrap();
+        // Other content: no pair.
+        assert_eq!(store.vanished_take(&entry(11), |_| true).unwrap(), None);
+        // /d/a is back on disk: /d/b is the one that moved, and is taken once only.
+        let gone = |p: &Path| p != Path::new("/d/a");
+        assert_eq!(
+            store.vanished_take(&a, gone).unwrap(),
+            Some(PathBuf::from("/d/b"))
+        );
+        assert_eq!(store.vanished_take(&a, gone).unwrap(), None);
+        // What nobody claimed comes out in pages, each page once, with its entry.
+        let first = store.vanished_drain(1).unwrap();
+        let second = store.vanished_drain(5).unwrap();
+        assert_eq!(first, vec![(PathBuf::from("/d/a"), a)]);
+        assert_eq!(second, vec![(PathBuf::from("/d/c"), c)]);
+        assert!(store.vanished_drain(5).unwrap().is_empty());
+        // A new sweep starts from nothing.
+        store.vanished_add(&[("/d/x".into(), c)]).unwrap();
+        store.vanished_clear().unwrap();
+        assert!(store.vanished_drain(5).unwrap().is_empty());
     }
 
     #[test]
