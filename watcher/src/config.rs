@@ -64,6 +64,28 @@ impl WatchMode {
     }
 }
 
+/// What a second live instance with the same INSTANCE_ID does (the claim on the broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDuplicate {
+    /// Wait without scanning or publishing, report not ready, and take over within seconds
+    /// when the active instance goes away. The default: `docker compose up --scale` and a
+    /// Deployment whose old pod is still terminating then never publish twice, and never loop
+    /// on restarts.
+    Standby,
+    /// Exit with code 3 and one line naming the ID and how to fix it.
+    Exit,
+}
+
+impl OnDuplicate {
+    /// The publisher's own spelling.
+    pub fn to_publisher(self) -> publisher::OnDuplicate {
+        match self {
+            Self::Standby => publisher::OnDuplicate::Standby,
+            Self::Exit => publisher::OnDuplicate::Exit,
+        }
+    }
+}
+
 /// Where envelopes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SinkKind {
@@ -175,11 +197,30 @@ pub struct Config {
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
 
-    /// RabbitMQ host.
+    /// RabbitMQ host, or the nodes of a cluster as a comma-separated list of host or host:port
+    /// (IPv6 as [::1]:5672), e.g. "rabbit-0,rabbit-1,rabbit-2". The instance connects to the
+    /// first that answers (see RABBITMQ_SHUFFLE) and fails over to the next when its node dies
+    /// or stays blocked.
     #[arg(long, env = "RABBITMQ_HOST", default_value = "localhost")]
     pub rabbitmq_host: String,
 
-    /// RabbitMQ port.
+    /// Try the broker addresses (RABBITMQ_HOST or AMQP_URL lists) in a random order, so that
+    /// instances spread over a cluster's nodes: true or false. False: in the order given.
+    #[arg(long, env = "RABBITMQ_SHUFFLE", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub rabbitmq_shuffle: bool,
+
+    /// When another live instance already holds this INSTANCE_ID on the broker: standby (wait,
+    /// not ready, take over when it goes away) or exit (code 3). Only with the amqp sink: with
+    /// --sink stdout there is no broker to claim the ID on, so nothing detects a duplicate.
+    #[arg(
+        long,
+        env = "ON_DUPLICATE",
+        default_value = "standby",
+        ignore_case = true
+    )]
+    pub on_duplicate: OnDuplicate,
+
+    /// RabbitMQ port: the port of every RABBITMQ_HOST entry that names none.
     #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672, value_parser = clap::value_parser!(u16).range(1..))]
     pub rabbitmq_port: u16,
 
@@ -204,7 +245,8 @@ pub struct Config {
     #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
     pub rabbitmq_vhost: String,
 
-    /// One amqp:// or amqps:// URL instead of the RABBITMQ_* settings.
+    /// An amqp:// or amqps:// URL instead of the RABBITMQ_* settings, or a comma-separated list
+    /// of them, one per cluster node.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
 
@@ -437,5 +479,28 @@ mod tests {
     fn bad_instance_id_is_refused() {
         let mut c = parse(&["--data-dir", "/", "--instance-id", "has space"]).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "INSTANCE_ID");
+    }
+
+    #[test]
+    fn cluster_settings_parse() {
+        let c = parse(&["--data-dir", "/"]).unwrap();
+        assert_eq!(c.on_duplicate, OnDuplicate::Standby);
+        assert!(c.rabbitmq_shuffle);
+        let c = parse(&[
+            "--data-dir",
+            "/",
+            "--on-duplicate",
+            "EXIT",
+            "--rabbitmq-shuffle",
+            "false",
+            "--rabbitmq-host",
+            "a,b:5673,[::1]:5674",
+        ])
+        .unwrap();
+        assert_eq!(c.on_duplicate, OnDuplicate::Exit);
+        assert!(!c.rabbitmq_shuffle);
+        assert_eq!(c.rabbitmq_host, "a,b:5673,[::1]:5674");
+        assert!(parse(&["--data-dir", "/", "--on-duplicate", "both"]).is_err());
+        assert!(parse(&["--data-dir", "/", "--rabbitmq-shuffle", "maybe"]).is_err());
     }
 }

@@ -71,7 +71,9 @@ mod tests {
         }
         use Next::{Backoff, Now};
         use Step::{C, F};
-        let cases: Vec<(&str, Vec<usize>, Vec<(Step, usize)>)> = vec![
+        /// (name, connect order, steps with the address in use after each).
+        type Case = (&'static str, Vec<usize>, Vec<(Step, usize)>);
+        let cases: Vec<Case> = vec![
             (
                 "one address: every failure backs off",
                 vec![0],
