@@ -266,13 +266,16 @@ fn three_instances_share_the_exchange_without_crossing_over() {
     let mut dirs_of = HashMap::new();
     let mut running = Vec::new();
     let mut keep = Vec::new();
+    let port = free_port();
     for n in 0..3 {
         let id = unique(&format!("three-{n}"));
         let (data, dir, state) = dirs();
         for f in 0..FILES {
             std::fs::write(dir.join(format!("{n}-{f}.txt")), format!("{n}/{f}")).unwrap();
         }
-        running.push(instance(&dir, state.path(), &id, &exchange, &[]));
+        let http = format!("127.0.0.1:{port}");
+        let extra: &[&str] = if n == 0 { &["--http-addr", &http] } else { &[] };
+        running.push(instance(&dir, state.path(), &id, &exchange, extra));
         dirs_of.insert(id, dir.display().to_string());
         keep.push((data, state));
     }
@@ -322,6 +325,60 @@ fn three_instances_share_the_exchange_without_crossing_over() {
             .wait_log("connected to RabbitMQ")
             .contains("127.0.0.1:567"));
     }
+    // The node in use is in /health and in the metric's label.
+    let (code, health) = http_get(port, "/health").expect("/health answers");
+    assert_eq!(code, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let address = health["sink"]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:567"), "{health}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "file_watcher_broker_node{{address=\"{address}\"}} 1"
+        )),
+        "{metrics}"
+    );
     drop(running);
+    rt.block_on(admin.delete(&exchange, &[&queue]));
+}
+
+/// `docker compose up --scale file_watcher_music=2`: two replicas with one ID, one DATA_DIR and
+/// one state volume. The second waits for STATE_DIR's lock (and then the claim) instead of
+/// exiting, and carries on when the first is killed.
+#[test]
+fn a_second_replica_on_the_same_state_dir_waits_and_takes_over() {
+    let _cluster = Cluster::up();
+    let rt = runtime();
+    let admin = rt.block_on(Admin::connect());
+    let (exchange, queue, id) = (unique("ex"), unique("q"), unique("scaled"));
+    rt.block_on(quorum_queue(&admin, &exchange, &queue));
+
+    let (_data, dir, state) = dirs();
+    std::fs::write(dir.join("one.txt"), "1").unwrap();
+    let mut first = instance(&dir, state.path(), &id, &exchange, &[]);
+    first.wait_log("connected to RabbitMQ");
+    take_until_body(&rt, &admin, &queue, |b| b["file_info"]["name"] == "one.txt");
+
+    let mut second = instance(&dir, state.path(), &id, &exchange, &[]);
+    second.wait_log("is in use by another file-watcher process");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        second.child.try_wait().unwrap().is_none(),
+        "the second replica exited"
+    );
+
+    first.child.kill().unwrap();
+    let killed_at = Instant::now();
+    first.child.wait().unwrap();
+    second.wait_log("connected to RabbitMQ");
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(10), "took over after {took:?}");
+    std::fs::write(dir.join("two.txt"), "2").unwrap();
+    let got = take_until_body(&rt, &admin, &queue, |b| b["file_info"]["name"] == "two.txt");
+    assert_eq!(got.last().unwrap()["instance_id"], id.as_str());
+    drop(second);
     rt.block_on(admin.delete(&exchange, &[&queue]));
 }
