@@ -101,6 +101,14 @@ impl Health {
         }
     }
 
+    /// Why the instance stands by, while another one holds its INSTANCE_ID.
+    fn standby_reason(&self) -> Option<String> {
+        match &*self.sink {
+            Sink::Amqp(p) => p.standby_reason(),
+            _ => None,
+        }
+    }
+
     fn amqp_status(&self) -> Option<AmqpStatus> {
         match &*self.sink {
             Sink::Amqp(p) => Some(p.status()),
@@ -120,6 +128,7 @@ impl Health {
                 "connected": st.connected,
                 "blocked": st.blocked,
                 "standby": st.standby,
+                "standby_reason": self.standby_reason(),
                 "address": self.broker_address(),
                 "in_flight": st.in_flight,
                 "acked": st.acked,

@@ -102,6 +102,9 @@ struct LinkState {
     standby: Option<Arc<str>>,
     /// The supervisor stopped for good; `failure` says why.
     failed: bool,
+    /// A whole round of addresses failed to connect (down, or the login refused) since the
+    /// last connection: no claim can be known yet.
+    unreachable: bool,
 }
 
 impl LinkState {
@@ -176,8 +179,9 @@ impl AmqpPublisher {
     /// again, with the same `message_id`.
     ///
     /// # Errors
-    /// [`SinkError::Closed`] once the cancel token has fired; [`SinkError::Encode`] if the
-    /// envelope cannot be serialised. Broker and network trouble is retried, never returned.
+    /// [`SinkError::Closed`] once the cancel token has fired or the publisher has stopped for
+    /// good (see [`AmqpPublisher::failure`]); [`SinkError::Encode`] if the envelope cannot be
+    /// serialised. Broker and network trouble is retried, never returned.
     pub async fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
         let shared = &*self.shared;
         let body: Arc<[u8]> = msg.to_json()?.into();
@@ -320,6 +324,12 @@ impl AmqpPublisher {
     /// [`AmqpConfig::claim`] is set): the moment an instance may start scanning. A standby
     /// waits here until the active instance goes away.
     ///
+    /// It also returns once a whole round of addresses has failed to connect: with no broker,
+    /// nothing can be published anyway, and an instance may scan ahead and hold its work back
+    /// (bounded) as before. The claim is still taken before the first publish: a duplicate found
+    /// once a broker answers stands by, or stops ([`AmqpPublisher::failure`]), before it
+    /// publishes anything.
+    ///
     /// # Errors
     /// What stopped the publisher for good ([`SinkError::Duplicate`],
     /// [`SinkError::ClaimRefused`]), or [`SinkError::Closed`] after the cancel token fired.
@@ -328,7 +338,9 @@ impl AmqpPublisher {
         let failed = tokio::select! {
             biased;
             () = self.shared.cancel.cancelled() => return Err(SinkError::Closed),
-            s = state.wait_for(|s| s.link.is_some() || s.failed) => s.map_or(true, |s| s.failed),
+            s = state.wait_for(|s| s.link.is_some() || s.failed || s.unreachable) => {
+                s.map_or(true, |s| s.failed)
+            }
         };
         if failed {
             return Err(self.take_failure());
@@ -657,7 +669,9 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Ok(Err(error @ SinkError::AccessRefused { .. })) => {
                 Counters::bump(&shared.counters.connect_failures);
-                rotation.failed();
+                if rotation.failed() == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
                 let delay = backoff.slow_delay(fastrand::f64());
                 error!(
                     instance_id,
@@ -671,7 +685,11 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Ok(Err(error)) => {
                 Counters::bump(&shared.counters.connect_failures);
-                let delay = delay_for(rotation.failed(), &mut backoff);
+                let next = rotation.failed();
+                if next == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
+                let delay = delay_for(next, &mut backoff);
                 warn!(
                     instance_id,
                     address = %address,
@@ -686,7 +704,11 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Err(_elapsed) => {
                 Counters::bump(&shared.counters.connect_failures);
-                let delay = delay_for(rotation.failed(), &mut backoff);
+                let next = rotation.failed();
+                if next == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
+                let delay = delay_for(next, &mut backoff);
                 warn!(
                     instance_id,
                     address = %address,
