@@ -387,6 +387,23 @@ impl Config {
         }
         crate::filter::Filter::new(&self.include, &self.exclude, &self.extensions)
             .map_err(|e| bad(e.setting, e.problem))?;
+        // Broker address lists, checked before anything starts.
+        if self.resolved_sink() == SinkKind::Amqp {
+            match &self.amqp_url {
+                Some(urls) => {
+                    if let Err(publisher::SinkError::InvalidConfig(m)) =
+                        publisher::AmqpConfig::from_urls(urls, "check")
+                    {
+                        let m = m.strip_prefix("AMQP_URL: ").unwrap_or(&m).to_owned();
+                        return Err(bad("AMQP_URL", m));
+                    }
+                }
+                None => {
+                    publisher::parse_hosts(&self.rabbitmq_host, self.rabbitmq_port)
+                        .map_err(|e| bad("RABBITMQ_HOST", e))?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -502,5 +519,39 @@ mod tests {
         assert_eq!(c.rabbitmq_host, "a,b:5673,[::1]:5674");
         assert!(parse(&["--data-dir", "/", "--on-duplicate", "both"]).is_err());
         assert!(parse(&["--data-dir", "/", "--rabbitmq-shuffle", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn broker_address_lists_are_validated_up_front() {
+        let cases = [
+            (vec!["--rabbitmq-host", "a,b:0"], "RABBITMQ_HOST", "entry 2"),
+            (
+                vec!["--rabbitmq-host", "[::1"],
+                "RABBITMQ_HOST",
+                "closing ]",
+            ),
+            (
+                vec!["--amqp-url", "amqp://a,http://b"],
+                "AMQP_URL",
+                "entry 2: scheme",
+            ),
+        ];
+        for (args, setting, words) in cases {
+            let mut all = vec!["--data-dir", "/", "--sink", "amqp"];
+            all.extend(args);
+            let err = parse(&all).unwrap().validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+        let mut ok = parse(&[
+            "--data-dir",
+            "/",
+            "--sink",
+            "amqp",
+            "--rabbitmq-host",
+            "a,[::1]:5673",
+        ])
+        .unwrap();
+        assert!(ok.validate().is_ok());
     }
 }
