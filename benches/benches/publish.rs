@@ -13,6 +13,11 @@
 //!
 //! Run: `cargo bench -p benches --bench publish`. `PUBLISH_BENCH_MESSAGES` (default 50,000) and
 //! `PUBLISH_BENCH_ROUNDS` (default 3) change the size of the run.
+//!
+//! `PUBLISH_BENCH_CLUSTER=1` runs the same comparison on the local three-node cluster
+//! (`scripts/rabbitmq-cluster`, brought up and down by the bench) into a **quorum** queue: bare
+//! lapin connects to the first extra node, and `AmqpPublisher` gets all three addresses
+//! unshuffled with that same node first, so both publish through the same node.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,20 +37,36 @@ use tokio_util::sync::CancellationToken;
 /// The broker-side helpers the publisher's and watcher's broker tests use.
 #[path = "../../publisher/tests/common/broker.rs"]
 mod broker;
+/// The local three-node cluster of the cluster tests.
+#[path = "../../publisher/tests/common/cluster.rs"]
+mod cluster;
 
 const WINDOW: usize = 1000;
 
 fn main() {
     // The bench filter arguments cargo passes (`--bench`) are not ours to parse.
+    let on_cluster = std::env::var("PUBLISH_BENCH_CLUSTER").is_ok_and(|v| v == "1");
+    // Held to the end: dropping it takes the extra nodes down again.
+    let _cluster = on_cluster.then(cluster::Cluster::up);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run());
+    runtime.block_on(run(on_cluster));
 }
 
-async fn run() {
-    let url = broker::amqp_url();
+async fn run(on_cluster: bool) {
+    // On the cluster: bare lapin on the first extra node; ours with every node, that one first.
+    let (url, urls) = if on_cluster {
+        let ports = [
+            cluster::EXTRA_NODES[0].1,
+            cluster::EXTRA_NODES[1].1,
+            cluster::DEFAULT_PORT,
+        ];
+        (cluster::urls(&ports[..1]), cluster::urls(&ports))
+    } else {
+        (broker::amqp_url(), broker::amqp_url())
+    };
     let n: usize = std::env::var("PUBLISH_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -54,15 +75,24 @@ async fn run() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let redacted = broker::redacted_url();
+    let redacted = AmqpConfig::from_urls(&urls, "bench").unwrap().redacted();
     let admin = broker::Admin::connect().await;
     let exchange = broker::unique("bench-fe");
     let queue = broker::unique("bench-q");
-    admin.bound_queue(&exchange, &queue).await;
+    if on_cluster {
+        quorum_queue(&admin, &exchange, &queue).await;
+    } else {
+        admin.bound_queue(&exchange, &queue).await;
+    }
+    let topology = if on_cluster {
+        "3-node cluster, quorum queue"
+    } else {
+        "one node, classic durable queue"
+    };
 
     let messages: Arc<Vec<Message>> = Arc::new((0..n).map(message).collect());
     let size = messages[0].to_json().unwrap().len();
-    println!("publish bench: {n} persistent confirmed messages of {size} bytes per run, window {WINDOW}, {rounds} rounds, broker {redacted}");
+    println!("publish bench: {n} persistent confirmed messages of {size} bytes per run, window {WINDOW}, {rounds} rounds, {topology}, broker {redacted}");
 
     let mut bare = Vec::new();
     let mut ours = Vec::new();
@@ -80,7 +110,7 @@ async fn run() {
         let b_cpu = (cpu_seconds() - cpu) * 1e6 / n as f64;
         admin.purge(&queue).await;
         let cpu = cpu_seconds();
-        let o = amqp_publisher(&url, &exchange, &messages).await;
+        let o = amqp_publisher(&urls, &exchange, &messages).await;
         let o_cpu = (cpu_seconds() - cpu) * 1e6 / n as f64;
         println!(
             "round {round}: client CPU per message: bare lapin {b_cpu:.1} µs, AmqpPublisher {o_cpu:.1} µs"
@@ -136,8 +166,9 @@ async fn bare_lapin(url: String, exchange: String, messages: Arc<Vec<Message>>) 
 }
 
 /// Ours: `WINDOW` tasks calling `deliver` as fast as the acks come back.
-async fn amqp_publisher(url: &str, exchange: &str, messages: &Arc<Vec<Message>>) -> f64 {
-    let mut config = AmqpConfig::from_url(url, "bench").unwrap();
+async fn amqp_publisher(urls: &str, exchange: &str, messages: &Arc<Vec<Message>>) -> f64 {
+    let mut config = AmqpConfig::from_urls(urls, "bench").unwrap();
+    config.shuffle = false;
     config.exchange = exchange.to_owned();
     config.window = WINDOW;
     let cancel = CancellationToken::new();
@@ -172,6 +203,40 @@ async fn amqp_publisher(url: &str, exchange: &str, messages: &Arc<Vec<Message>>)
     cancel.cancel();
     publisher.closed().await;
     rate
+}
+
+/// The exchange and a quorum queue bound to it with `file.#`, as consumers on a cluster declare.
+async fn quorum_queue(admin: &broker::Admin, exchange: &str, queue: &str) {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    admin.exchange(exchange).await;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    admin
+        .channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    admin
+        .channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "file.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
 }
 
 /// A realistic envelope: nested music-library paths, full digests, about 600 bytes of JSON.

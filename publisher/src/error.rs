@@ -50,4 +50,35 @@ pub enum SinkError {
         #[source]
         source: lapin::Error,
     },
+    /// Another live connection holds this instance's claim (`ON_DUPLICATE=exit`): a second
+    /// process runs with the same `INSTANCE_ID`.
+    #[error(
+        "INSTANCE_ID {instance_id} is already in use: another live file-watcher holds its claim \
+         (queue {queue}) on RabbitMQ at {url}; give each instance its own INSTANCE_ID, stop the \
+         other one, or set ON_DUPLICATE=standby to wait as its standby"
+    )]
+    Duplicate {
+        /// The contested id.
+        instance_id: String,
+        /// The claim queue.
+        queue: String,
+        /// The redacted URL of the node that answered.
+        url: String,
+    },
+    /// The broker refused to declare the claim queue for another reason than a live holder,
+    /// typically a user without `configure` permission on `file_watcher.claim.*`. Not retried:
+    /// running unclaimed would silently allow duplicates.
+    #[error(
+        "cannot claim INSTANCE_ID on RabbitMQ at {url}: declaring the exclusive queue {queue} was \
+         refused ({reason}); grant the user configure permission on it (rabbitmqctl \
+         set_permissions), or use --sink stdout"
+    )]
+    ClaimRefused {
+        /// The claim queue.
+        queue: String,
+        /// The redacted URL of the node that refused.
+        url: String,
+        /// The broker's own explanation.
+        reason: String,
+    },
 }

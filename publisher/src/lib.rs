@@ -43,8 +43,9 @@ mod sink;
 mod stdout;
 
 pub use amqp::{
-    AmqpConfig, AmqpPublisher, AmqpStatus, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
-    DEFAULT_EXCHANGE, DEFAULT_WINDOW,
+    claim_queue, parse_hosts, AmqpConfig, AmqpPublisher, AmqpStatus, OnDuplicate,
+    BLOCKED_FAILOVER_AFTER, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE,
+    DEFAULT_WINDOW, STANDBY_RETRY,
 };
 pub use envelope::{Envelope, EventType, FileFacts, FileInfo, Message};
 pub use error::SinkError;

@@ -64,6 +64,28 @@ impl WatchMode {
     }
 }
 
+/// What a second live instance with the same INSTANCE_ID does (the claim on the broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDuplicate {
+    /// Wait without scanning or publishing, report not ready, and take over within seconds
+    /// when the active instance goes away. The default: `docker compose up --scale` and a
+    /// Deployment whose old pod is still terminating then never publish twice, and never loop
+    /// on restarts.
+    Standby,
+    /// Exit with code 3 and one line naming the ID and how to fix it.
+    Exit,
+}
+
+impl OnDuplicate {
+    /// The publisher's own spelling.
+    pub fn to_publisher(self) -> publisher::OnDuplicate {
+        match self {
+            Self::Standby => publisher::OnDuplicate::Standby,
+            Self::Exit => publisher::OnDuplicate::Exit,
+        }
+    }
+}
+
 /// Where envelopes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SinkKind {
@@ -175,11 +197,30 @@ pub struct Config {
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
 
-    /// RabbitMQ host.
+    /// RabbitMQ host, or the nodes of a cluster as a comma-separated list of host or host:port
+    /// (IPv6 as [::1]:5672), e.g. "rabbit-0,rabbit-1,rabbit-2". The instance connects to the
+    /// first that answers (see RABBITMQ_SHUFFLE) and fails over to the next when its node dies
+    /// or stays blocked.
     #[arg(long, env = "RABBITMQ_HOST", default_value = "localhost")]
     pub rabbitmq_host: String,
 
-    /// RabbitMQ port.
+    /// Try the broker addresses (RABBITMQ_HOST or AMQP_URL lists) in a random order, so that
+    /// instances spread over a cluster's nodes: true or false. False: in the order given.
+    #[arg(long, env = "RABBITMQ_SHUFFLE", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub rabbitmq_shuffle: bool,
+
+    /// When another live instance already holds this INSTANCE_ID on the broker: standby (wait,
+    /// not ready, take over when it goes away) or exit (code 3). Only with the amqp sink: with
+    /// --sink stdout there is no broker to claim the ID on, so nothing detects a duplicate.
+    #[arg(
+        long,
+        env = "ON_DUPLICATE",
+        default_value = "standby",
+        ignore_case = true
+    )]
+    pub on_duplicate: OnDuplicate,
+
+    /// RabbitMQ port: the port of every RABBITMQ_HOST entry that names none.
     #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672, value_parser = clap::value_parser!(u16).range(1..))]
     pub rabbitmq_port: u16,
 
@@ -204,7 +245,8 @@ pub struct Config {
     #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
     pub rabbitmq_vhost: String,
 
-    /// One amqp:// or amqps:// URL instead of the RABBITMQ_* settings.
+    /// An amqp:// or amqps:// URL instead of the RABBITMQ_* settings, or a comma-separated list
+    /// of them, one per cluster node.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
 
@@ -345,6 +387,23 @@ impl Config {
         }
         crate::filter::Filter::new(&self.include, &self.exclude, &self.extensions)
             .map_err(|e| bad(e.setting, e.problem))?;
+        // Broker address lists, checked before anything starts.
+        if self.resolved_sink() == SinkKind::Amqp {
+            match &self.amqp_url {
+                Some(urls) => {
+                    if let Err(publisher::SinkError::InvalidConfig(m)) =
+                        publisher::AmqpConfig::from_urls(urls, "check")
+                    {
+                        let m = m.strip_prefix("AMQP_URL: ").unwrap_or(&m).to_owned();
+                        return Err(bad("AMQP_URL", m));
+                    }
+                }
+                None => {
+                    publisher::parse_hosts(&self.rabbitmq_host, self.rabbitmq_port)
+                        .map_err(|e| bad("RABBITMQ_HOST", e))?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -437,5 +496,62 @@ mod tests {
     fn bad_instance_id_is_refused() {
         let mut c = parse(&["--data-dir", "/", "--instance-id", "has space"]).unwrap();
         assert_eq!(c.validate().unwrap_err().setting, "INSTANCE_ID");
+    }
+
+    #[test]
+    fn cluster_settings_parse() {
+        let c = parse(&["--data-dir", "/"]).unwrap();
+        assert_eq!(c.on_duplicate, OnDuplicate::Standby);
+        assert!(c.rabbitmq_shuffle);
+        let c = parse(&[
+            "--data-dir",
+            "/",
+            "--on-duplicate",
+            "EXIT",
+            "--rabbitmq-shuffle",
+            "false",
+            "--rabbitmq-host",
+            "a,b:5673,[::1]:5674",
+        ])
+        .unwrap();
+        assert_eq!(c.on_duplicate, OnDuplicate::Exit);
+        assert!(!c.rabbitmq_shuffle);
+        assert_eq!(c.rabbitmq_host, "a,b:5673,[::1]:5674");
+        assert!(parse(&["--data-dir", "/", "--on-duplicate", "both"]).is_err());
+        assert!(parse(&["--data-dir", "/", "--rabbitmq-shuffle", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn broker_address_lists_are_validated_up_front() {
+        let cases = [
+            (vec!["--rabbitmq-host", "a,b:0"], "RABBITMQ_HOST", "entry 2"),
+            (
+                vec!["--rabbitmq-host", "[::1"],
+                "RABBITMQ_HOST",
+                "closing ]",
+            ),
+            (
+                vec!["--amqp-url", "amqp://a,http://b"],
+                "AMQP_URL",
+                "entry 2: scheme",
+            ),
+        ];
+        for (args, setting, words) in cases {
+            let mut all = vec!["--data-dir", "/", "--sink", "amqp"];
+            all.extend(args);
+            let err = parse(&all).unwrap().validate().unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+        let mut ok = parse(&[
+            "--data-dir",
+            "/",
+            "--sink",
+            "amqp",
+            "--rabbitmq-host",
+            "a,[::1]:5673",
+        ])
+        .unwrap();
+        assert!(ok.validate().is_ok());
     }
 }

@@ -61,6 +61,11 @@ pub struct Readiness {
 pub fn sink_problem(status: Option<AmqpStatus>) -> Option<&'static str> {
     match status {
         None => None,
+        // A standby is connected but holds no publishing link: say why, not "not connected".
+        Some(s) if s.standby => Some(
+            "standby: another live instance holds this INSTANCE_ID on RabbitMQ; this one takes \
+             over when that one goes away (ON_DUPLICATE=standby)",
+        ),
         Some(s) if !s.connected => {
             Some("not connected to RabbitMQ; the log says why (address, credentials, TLS)")
         }
@@ -88,6 +93,22 @@ pub fn decide(store_open: bool, root: &RootHealth, sink: Option<&str>) -> Vec<St
 }
 
 impl Health {
+    /// `host:port` of the RabbitMQ node in use, while connected.
+    fn broker_address(&self) -> Option<String> {
+        match &*self.sink {
+            Sink::Amqp(p) => p.address(),
+            _ => None,
+        }
+    }
+
+    /// Why the instance stands by, while another one holds its INSTANCE_ID.
+    fn standby_reason(&self) -> Option<String> {
+        match &*self.sink {
+            Sink::Amqp(p) => p.standby_reason(),
+            _ => None,
+        }
+    }
+
     fn amqp_status(&self) -> Option<AmqpStatus> {
         match &*self.sink {
             Sink::Amqp(p) => Some(p.status()),
@@ -106,6 +127,9 @@ impl Health {
                 "kind": "amqp",
                 "connected": st.connected,
                 "blocked": st.blocked,
+                "standby": st.standby,
+                "standby_reason": self.standby_reason(),
+                "address": self.broker_address(),
                 "in_flight": st.in_flight,
                 "acked": st.acked,
                 "nacked": st.nacked,
@@ -139,6 +163,11 @@ struct InfoLabels {
     version: &'static str,
     watch_mode: &'static str,
     sink: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    address: String,
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: bool) -> std::fmt::Result {
@@ -199,6 +228,23 @@ impl Collector for Health {
                 "file_watcher_broker_connected",
                 "1 while a connection with a confirm channel to RabbitMQ is open",
                 st.connected,
+            )?;
+            let node = ConstGauge::new(i64::from(st.connected));
+            let mut family = e.encode_descriptor(
+                "file_watcher_broker_node",
+                "1 while connected; the address label is the RabbitMQ node in use (host:port), \
+                 empty when not connected",
+                None,
+                node.metric_type(),
+            )?;
+            node.encode(family.encode_family(&NodeLabels {
+                address: self.broker_address().unwrap_or_default(),
+            })?)?;
+            gauge(
+                &mut e,
+                "file_watcher_broker_standby",
+                "1 while another live instance holds this INSTANCE_ID and this one stands by",
+                st.standby,
             )?;
             gauge(
                 &mut e,
@@ -264,6 +310,18 @@ mod tests {
                 &["not connected"],
             ),
             (true, RootHealth::Sound, amqp(true, true), &["blocked"]),
+            (
+                true,
+                RootHealth::Sound,
+                {
+                    let mut s = amqp(false, false);
+                    if let Some(s) = s.as_mut() {
+                        s.standby = true;
+                    }
+                    s
+                },
+                &["standby: another live instance holds this INSTANCE_ID"],
+            ),
             (false, RootHealth::Sound, None, &["state store"]),
             (true, faulty.clone(), None, &["DATA_DIR /d is missing"]),
             (

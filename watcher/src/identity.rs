@@ -18,6 +18,16 @@ pub struct Identity {
     _lock: File,
 }
 
+/// The words of the error for a STATE_DIR locked by a live process; see [`is_busy`].
+const BUSY: &str = "is in use by another file-watcher process";
+
+/// Whether `err` says that another live process holds STATE_DIR's lock: a standby (two
+/// replicas sharing one state volume, as `docker compose up --scale` does) waits for it
+/// instead of exiting.
+pub fn is_busy(err: &ConfigError) -> bool {
+    err.setting == "STATE_DIR" && err.problem.contains(BUSY)
+}
+
 fn default_state_root() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("file-watcher");
@@ -111,7 +121,7 @@ pub fn establish(
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
             return Err(bad(format!(
-                "{} is in use by another file-watcher process (pid {}); give each instance its own STATE_DIR",
+                "{} {BUSY} (pid {}); give each instance its own STATE_DIR",
                 state_dir.display(),
                 holder.trim()
             )));
@@ -208,6 +218,7 @@ mod tests {
         let first = establish(data.path(), Some(state.path()), None).unwrap();
         assert!(first.instance_id.starts_with("watcher-"));
         let err = establish(data.path(), Some(state.path()), None).unwrap_err();
+        assert!(is_busy(&err), "{err}");
         assert!(
             err.to_string().contains("in use by another file-watcher"),
             "{err}"

@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SinkKind, WatchMode};
 
+/// How often a standby tries STATE_DIR's lock again.
+const STANDBY_LOCK_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long the exit waits for the broker connection to close after the pipeline has stopped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -48,11 +51,7 @@ const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// # Errors
 /// Start-up failures (state store, watcher, sink) and infrastructure failures while running.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let id = identity::establish(
-        &cfg.data_dir,
-        cfg.state_dir.as_deref(),
-        cfg.instance_id.as_deref(),
-    )?;
+    let id = establish_identity(&cfg).await?;
     logging::init(cfg.log_level, cfg.log_format, &id.instance_id);
     if let Some(notice) = &id.notice {
         tracing::info!("{notice}");
@@ -92,6 +91,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             let amqp = amqp_config(&cfg, &id.instance_id)?;
             tracing::info!(
                 broker = %amqp.redacted(),
+                addresses = amqp.address_count(),
+                shuffle = amqp.shuffle,
+                on_duplicate = ?cfg.on_duplicate,
                 exchange = %amqp.exchange,
                 connection_name = %amqp.connection_name(),
                 window = amqp.window,
@@ -132,6 +134,26 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| {
                 format!("cannot serve HTTP on HTTP_ADDR={addr} (set HTTP_ADDR=off to disable)")
             })?;
+    }
+
+    // Nothing is scanned before this instance holds its INSTANCE_ID on the broker: a standby
+    // waits here (not ready, with the reason) until the active instance goes away.
+    if let publisher::Sink::Amqp(p) = &*sink {
+        let claimed = tokio::select! {
+            () = cancel.cancelled() => None,
+            claimed = p.claimed() => Some(claimed),
+        };
+        match claimed {
+            None => {
+                publisher_cancel.cancel();
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                publisher_cancel.cancel();
+                return Err(e.into());
+            }
+            Some(Ok(())) => {}
+        }
     }
 
     // Nothing is scanned before DATA_DIR is known to be the directory the store describes.
@@ -245,7 +267,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(&stats),
         root,
     );
-    let result = engine.run(cancel).await;
+    // In `exit` mode a reconnect that finds the claim taken stops the publisher for good: stop
+    // the pipeline too, and exit with that reason.
+    let lost_claim = async {
+        match &*sink {
+            publisher::Sink::Amqp(p) => p.failure().await,
+            _ => std::future::pending().await,
+        }
+    };
+    let run = engine.run(cancel.clone());
+    tokio::pin!(run);
+    let result = tokio::select! {
+        result = &mut run => result,
+        failure = lost_claim => {
+            cancel.cancel();
+            let _ = tokio::time::timeout(cfg.shutdown_timeout, &mut run).await;
+            Err(failure.into())
+        }
+    };
     publisher_cancel.cancel();
     if let publisher::Sink::Amqp(p) = &*sink {
         // Close the connection cleanly (the broker then sees a normal close, not a lost
@@ -262,6 +301,39 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     result?;
     tracing::info!(events = stats.events_total(), "file-watcher stopped");
     Ok(())
+}
+
+/// Resolves the identity and takes STATE_DIR's lock. With `ON_DUPLICATE=standby` and the amqp
+/// sink, a lock held by a live process (a second replica on a shared state volume) is waited
+/// for: the active replica's death frees the lock and its broker claim at the same moment.
+///
+/// # Errors
+/// What [`identity::establish`] refuses; a busy lock only in `exit` mode or without a broker.
+async fn establish_identity(cfg: &Config) -> anyhow::Result<identity::Identity> {
+    let standby = cfg.on_duplicate == config::OnDuplicate::Standby
+        && cfg.resolved_sink() == SinkKind::Amqp
+        && !cfg.once;
+    let mut told = false;
+    loop {
+        match identity::establish(
+            &cfg.data_dir,
+            cfg.state_dir.as_deref(),
+            cfg.instance_id.as_deref(),
+        ) {
+            Err(e) if standby && identity::is_busy(&e) => {
+                if !told {
+                    // Logging starts once the identity is known: one plain line until then.
+                    eprintln!(
+                        "file-watcher: standby: {}; waiting for it (ON_DUPLICATE=standby)",
+                        e.problem
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(STANDBY_LOCK_RETRY).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Waits until DATA_DIR is the directory the store describes (see [`root`]), then records its
@@ -330,8 +402,23 @@ async fn guard_data_dir(
 
 /// Builds the broker settings from AMQP_URL or the RABBITMQ_* settings.
 fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::AmqpConfig> {
+    // A malformed address is a setting error (exit 2), named after the setting.
+    let setting_error = |setting: &'static str| {
+        move |e: publisher::SinkError| match e {
+            publisher::SinkError::InvalidConfig(m) => anyhow::Error::new(config::ConfigError {
+                setting,
+                problem: m
+                    .strip_prefix(setting)
+                    .map_or(m.as_str(), |r| r.trim_start_matches(':').trim_start())
+                    .to_owned(),
+            }),
+            other => other.into(),
+        }
+    };
     let mut amqp = match &cfg.amqp_url {
-        Some(url) => publisher::AmqpConfig::from_url(url, instance_id)?,
+        Some(url) => {
+            publisher::AmqpConfig::from_urls(url, instance_id).map_err(setting_error("AMQP_URL"))?
+        }
         None => {
             let password = match &cfg.rabbitmq_pass_file {
                 Some(path) => std::fs::read_to_string(path)
@@ -349,9 +436,12 @@ fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::Amq
                 password,
                 &cfg.rabbitmq_vhost,
                 instance_id,
-            )?
+            )
+            .map_err(setting_error("RABBITMQ_HOST"))?
         }
     };
+    amqp.shuffle = cfg.rabbitmq_shuffle;
+    amqp.claim = Some(cfg.on_duplicate.to_publisher());
     amqp.exchange = cfg.exchange.clone();
     amqp.watched_directory = cfg.data_dir.display().to_string();
     amqp.window = cfg.publish_window as usize;

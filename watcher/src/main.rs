@@ -61,6 +61,14 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A second live instance with this INSTANCE_ID (ON_DUPLICATE=exit): exit 3 with one
+            // line that names the ID, the conflict and the fix, and nothing else.
+            if let Some(dup @ publisher::SinkError::Duplicate { .. }) =
+                e.downcast_ref::<publisher::SinkError>()
+            {
+                eprintln!("file-watcher: {dup}");
+                return ExitCode::from(3);
+            }
             // A config error found late (STATE_DIR, INSTANCE_ID) is still a config error.
             let code = if e.downcast_ref::<watcher::config::ConfigError>().is_some() {
                 2

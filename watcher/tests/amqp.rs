@@ -243,6 +243,77 @@ fn broker_down_at_start_then_up_ten_seconds_later() {
     rt.block_on(admin.delete(&exchange, &[&queue]));
 }
 
+/// A user that may not declare the claim queue: the instance stops with a clear error instead of
+/// running unclaimed. The user is made for the test and deleted after it, pass or fail.
+#[test]
+fn a_refused_claim_is_an_error_not_a_silent_pass() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    struct DeleteUser(String);
+    impl Drop for DeleteUser {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "delete_user", &self.0])
+                .output();
+        }
+    }
+    let user = unique("no-claim");
+    rabbitmqctl(&["-q", "add_user", &user, "pw"]);
+    let _delete = DeleteUser(user.clone());
+    // Configure only on the test's exchanges (ex-*), not on file_watcher.claim.*.
+    rabbitmqctl(&[
+        "-q",
+        "set_permissions",
+        "-p",
+        "/",
+        &user,
+        "^ex-.*$",
+        ".*",
+        ".*",
+    ]);
+    let (_keep, data, state) = dirs();
+    let exchange = unique("ex");
+    let mut cmd = command(
+        &data,
+        state.path(),
+        &[
+            "--sink",
+            "amqp",
+            "--exchange",
+            &exchange,
+            "--log-level",
+            "INFO",
+        ],
+    );
+    cmd.env("AMQP_URL", format!("amqp://{user}:pw@127.0.0.1:5672/%2f"));
+    let mut w = Watcher::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = w.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            w.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let log = w.stderr_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("cannot claim INSTANCE_ID") && log.contains("file_watcher.claim.test-watcher"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("connected to RabbitMQ"),
+        "it went on without the claim:\n{log}"
+    );
+    let rt = runtime();
+    let admin = rt.block_on(Admin::connect());
+    rt.block_on(admin.delete(&exchange, &[]));
+}
+
 #[test]
 fn wrong_password_is_reported_clearly_and_never_printed() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

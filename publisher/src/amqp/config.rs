@@ -40,8 +40,16 @@ const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// ```
 #[derive(Clone)]
 pub struct AmqpConfig {
-    /// Broker address and credentials; private so the password cannot leak through a field.
-    endpoint: Endpoint,
+    /// Broker addresses and credentials, never empty: one per cluster node the instance may
+    /// use. Private so the password cannot leak through a field.
+    endpoints: Vec<Endpoint>,
+    /// Try the addresses in a random order (drawn once at start), so that many instances given
+    /// the same list spread over the cluster's nodes. Off: in the order given, which tests and
+    /// operators who pin a preferred node want.
+    pub shuffle: bool,
+    /// Claim `INSTANCE_ID` on the broker (an exclusive queue named after it) on every connection,
+    /// and what to do when another live connection holds it. `None`: no claim (benches, tools).
+    pub claim: Option<OnDuplicate>,
     /// The topic exchange to declare and publish to.
     pub exchange: String,
     /// This instance's id: in the connection name (`file_watcher_{instance_id}`), the client
@@ -58,6 +66,23 @@ pub struct AmqpConfig {
     pub backoff_max: Duration,
 }
 
+/// What an instance does when another live connection already claims its `INSTANCE_ID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Stop: [`AmqpPublisher::failure`](crate::AmqpPublisher::failure) yields
+    /// [`SinkError::Duplicate`], and nothing is published.
+    Exit,
+    /// Keep the connection, publish nothing, and try the claim again every
+    /// [`STANDBY_RETRY`](crate::STANDBY_RETRY) until the holder goes away.
+    Standby,
+}
+
+/// The exclusive queue that claims `instance_id` on the broker. Exclusive queues are owned by one
+/// connection cluster-wide and vanish with it, which is exactly the lifetime of a claim.
+pub fn claim_queue(instance_id: &str) -> String {
+    format!("file_watcher.claim.{instance_id}")
+}
+
 #[derive(Clone)]
 struct Endpoint {
     tls: bool,
@@ -69,6 +94,15 @@ struct Endpoint {
     query: AMQPQueryString,
 }
 
+/// A host as written in a URL: IPv6 in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
 /// An IPv6 address is written in brackets in URLs and host settings (`[::1]`), but resolved
 /// without them.
 fn bare_host(host: &str) -> &str {
@@ -77,7 +111,90 @@ fn bare_host(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// Splits a host list (`RABBITMQ_HOST`): comma-separated `host`, `host:port`, `[v6]`,
+/// `[v6]:port`, or a bare IPv6 address (several colons, no port). `default_port` applies where
+/// no port is given. Hosts come back without IPv6 brackets.
+///
+/// # Errors
+/// What is wrong with which entry.
+pub fn parse_hosts(list: &str, default_port: u16) -> Result<Vec<(String, u16)>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in list.split(',').enumerate() {
+        let entry = raw.trim();
+        let which = || format!("entry {} ({entry:?})", i + 1);
+        if entry.is_empty() {
+            return Err(format!("entry {} is empty", i + 1));
+        }
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{}: an IPv6 address needs its closing ]", which()))?;
+            match after {
+                "" => (host, None),
+                p => (
+                    host,
+                    Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("{}: expected :port after the IPv6 address", which())
+                    })?),
+                ),
+            }
+        } else if entry.matches(':').count() > 1 {
+            // A bare IPv6 address: it has no room for a port.
+            (entry, None)
+        } else {
+            match entry.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (entry, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{}: no host", which()));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("{}: the port must be 1 to 65535", which())),
+            },
+        };
+        out.push((host.to_owned(), port));
+    }
+    Ok(out)
+}
+
+/// The order in which `n` addresses are tried: as given, or shuffled with `rng`. Pure apart
+/// from the generator the caller passes (seeded in tests).
+pub(crate) fn connect_order(n: usize, shuffle: bool, rng: &mut fastrand::Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        rng.shuffle(&mut order);
+    }
+    order
+}
+
 impl AmqpConfig {
+    /// Parses a comma-separated list of `amqp://` or `amqps://` URLs, one per cluster node
+    /// (each parsed as [`AmqpConfig::from_url`] describes for one).
+    ///
+    /// # Errors
+    /// [`SinkError::InvalidConfig`] naming the entry and what is wrong; never the password.
+    pub fn from_urls(list: &str, instance_id: impl Into<String>) -> Result<Self, SinkError> {
+        let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+        let mut endpoints = Vec::with_capacity(entries.len());
+        for (i, url) in entries.iter().enumerate() {
+            let one = Self::from_url(url, "").map_err(|e| match e {
+                SinkError::InvalidConfig(m) if entries.len() > 1 => SinkError::InvalidConfig(
+                    m.replacen("AMQP_URL: ", &format!("AMQP_URL: entry {}: ", i + 1), 1),
+                ),
+                other => other,
+            })?;
+            endpoints.extend(one.endpoints);
+        }
+        let mut config = Self::with_endpoint(Vec::new(), instance_id.into());
+        config.endpoints = endpoints;
+        Ok(config)
+    }
+
     /// Parses an `amqp://` or `amqps://` URL: `amqp://user:password@host:port/vhost`, with the
     /// vhost percent-encoded (`%2f` is `/`; an empty vhost also means `/`). The query parameters
     /// `heartbeat`, `connection_timeout` (ms), `frame_max`, `channel_max` and `auth_mechanism`
@@ -138,7 +255,7 @@ impl AmqpConfig {
             }
         }
         Ok(Self::with_endpoint(
-            Endpoint {
+            vec![Endpoint {
                 tls,
                 host,
                 port,
@@ -146,17 +263,19 @@ impl AmqpConfig {
                 password,
                 vhost,
                 query,
-            },
+            }],
             instance_id.into(),
         ))
     }
 
     /// Builds the config from separate settings (`RABBITMQ_HOST`, `RABBITMQ_PORT`,
     /// `RABBITMQ_USER`, `RABBITMQ_PASS` or the content of `RABBITMQ_PASS_FILE`,
-    /// `RABBITMQ_VHOST`). Plain `amqp://`; use a URL for TLS.
+    /// `RABBITMQ_VHOST`). Plain `amqp://`; use a URL for TLS. `host` may be a list of cluster
+    /// nodes (see [`parse_hosts`]); `port` is the port of those that name none.
     ///
     /// # Errors
-    /// [`SinkError::InvalidConfig`] when the host or user is empty or the port is 0.
+    /// [`SinkError::InvalidConfig`] when a host entry is malformed, the user is empty or the
+    /// port is 0.
     pub fn from_parts(
         host: &str,
         port: u16,
@@ -176,27 +295,32 @@ impl AmqpConfig {
         if user.is_empty() {
             return Err(SinkError::InvalidConfig("RABBITMQ_USER is empty".into()));
         }
-        Ok(Self::with_endpoint(
-            Endpoint {
+        let hosts = parse_hosts(host, port)
+            .map_err(|e| SinkError::InvalidConfig(format!("RABBITMQ_HOST: {e}")))?;
+        let endpoints = hosts
+            .into_iter()
+            .map(|(host, port)| Endpoint {
                 tls: false,
-                host: bare_host(host.trim()).to_owned(),
+                host,
                 port,
                 user: user.to_owned(),
-                password,
+                password: password.clone(),
                 vhost: if vhost.is_empty() {
                     "/".into()
                 } else {
                     vhost.into()
                 },
                 query: AMQPQueryString::default(),
-            },
-            instance_id.into(),
-        ))
+            })
+            .collect();
+        Ok(Self::with_endpoint(endpoints, instance_id.into()))
     }
 
-    fn with_endpoint(endpoint: Endpoint, instance_id: String) -> Self {
+    fn with_endpoint(endpoints: Vec<Endpoint>, instance_id: String) -> Self {
         Self {
-            endpoint,
+            endpoints,
+            shuffle: true,
+            claim: None,
             exchange: DEFAULT_EXCHANGE.into(),
             instance_id,
             watched_directory: String::new(),
@@ -206,14 +330,34 @@ impl AmqpConfig {
         }
     }
 
-    /// The broker URL with the password replaced by `***`, for logs and errors.
+    /// The broker URLs with the password replaced by `***`, comma-separated, for logs and
+    /// errors.
     pub fn redacted(&self) -> String {
-        let e = &self.endpoint;
-        let host = if e.host.contains(':') {
-            format!("[{}]", e.host)
-        } else {
-            e.host.clone()
-        };
+        (0..self.endpoints.len())
+            .map(|i| self.redacted_at(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How many broker addresses there are (at least one).
+    pub fn address_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Address `i` as `host:port` (IPv6 in brackets): what `/health`, the metric label and the
+    /// logs name as the node in use.
+    ///
+    /// # Panics
+    /// When `i` is not below [`AmqpConfig::address_count`].
+    pub fn address(&self, i: usize) -> String {
+        let e = &self.endpoints[i];
+        format!("{}:{}", url_host(&e.host), e.port)
+    }
+
+    /// URL `i` without its password.
+    pub(crate) fn redacted_at(&self, i: usize) -> String {
+        let e = &self.endpoints[i];
+        let host = url_host(&e.host);
         format!(
             "{}://{}:***@{}:{}/{}",
             if e.tls { "amqps" } else { "amqp" },
@@ -224,25 +368,31 @@ impl AmqpConfig {
         )
     }
 
-    /// Broker host; an IPv6 address without its URL brackets (`::1`), as name resolution takes
-    /// it.
+    /// The first broker host; an IPv6 address without its URL brackets (`::1`), as name
+    /// resolution takes it.
     pub fn host(&self) -> &str {
-        &self.endpoint.host
+        &self.first().host
     }
 
-    /// Broker port.
+    /// The first broker port.
     pub fn port(&self) -> u16 {
-        self.endpoint.port
+        self.first().port
     }
 
-    /// User name.
+    /// User name (of the first address).
     pub fn user(&self) -> &str {
-        &self.endpoint.user
+        &self.first().user
     }
 
-    /// Virtual host.
+    /// Virtual host (of the first address).
     pub fn vhost(&self) -> &str {
-        &self.endpoint.vhost
+        &self.first().vhost
+    }
+
+    fn first(&self) -> &Endpoint {
+        // Every constructor makes at least one endpoint: `parse_hosts` and `split(',')` yield
+        // one entry or more, and an empty entry is an error.
+        &self.endpoints[0]
     }
 
     /// The AMQP connection name, `file_watcher_{instance_id}`.
@@ -252,8 +402,8 @@ impl AmqpConfig {
 
     /// What lapin connects to. Built by hand rather than by lapin's URL parser, which drops IP
     /// hosts and echoes the whole URL (password included) in its errors.
-    pub(crate) fn uri(&self) -> AMQPUri {
-        let e = &self.endpoint;
+    pub(crate) fn uri(&self, i: usize) -> AMQPUri {
+        let e = &self.endpoints[i];
         let mut query = e.query.clone();
         query.connection_timeout = query
             .connection_timeout
@@ -288,6 +438,8 @@ impl fmt::Debug for AmqpConfig {
             .field("window", &self.window)
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
+            .field("shuffle", &self.shuffle)
+            .field("claim", &self.claim)
             .finish()
     }
 }
@@ -304,7 +456,7 @@ mod tests {
         assert_eq!(c.port(), 5673);
         assert_eq!(c.user(), "app");
         assert_eq!(c.vhost(), "/");
-        let uri = c.uri();
+        let uri = c.uri(0);
         assert_eq!(uri.authority.userinfo.password, "p@ss");
         assert_eq!(uri.query.heartbeat, Some(15));
         assert_eq!(
@@ -323,7 +475,7 @@ mod tests {
         assert_eq!(c.exchange, "file_events");
         assert_eq!(c.window, 1000);
         assert_eq!(c.connection_name(), "file_watcher_i");
-        assert_eq!(c.uri().scheme, AMQPScheme::AMQPS);
+        assert_eq!(c.uri(0).scheme, AMQPScheme::AMQPS);
         assert_eq!(
             AmqpConfig::from_url("amqp://h/prod", "i").unwrap().vhost(),
             "prod"
@@ -338,7 +490,7 @@ mod tests {
             AmqpConfig::from_parts("::1", 5673, "u", "p".into(), "/", "i").unwrap(),
         ] {
             assert_eq!(c.host(), "::1");
-            assert_eq!(c.uri().authority.host, "::1");
+            assert_eq!(c.uri(0).authority.host, "::1");
             assert_eq!(c.redacted(), "amqp://u:***@[::1]:5673/%2F");
         }
         let v4 = AmqpConfig::from_parts("10.0.0.1", 5672, "u", "p".into(), "/", "i").unwrap();
@@ -376,5 +528,97 @@ mod tests {
         let c = AmqpConfig::from_parts("h", 5672, "u", "p".into(), "", "i").unwrap();
         assert_eq!(c.vhost(), "/");
         assert_eq!(c.redacted(), "amqp://u:***@h:5672/%2F");
+    }
+
+    #[test]
+    fn host_lists_parse_every_form() {
+        let ok: &[(&str, &[(&str, u16)])] = &[
+            ("rabbit", &[("rabbit", 5672)]),
+            ("a,b:5673, c ", &[("a", 5672), ("b", 5673), ("c", 5672)]),
+            ("[::1]:5674,[fe80::1]", &[("::1", 5674), ("fe80::1", 5672)]),
+            ("::1", &[("::1", 5672)]),
+            (
+                "10.0.0.1:1,10.0.0.2:65535",
+                &[("10.0.0.1", 1), ("10.0.0.2", 65535)],
+            ),
+        ];
+        for (input, want) in ok {
+            let got = parse_hosts(input, 5672).unwrap();
+            let want: Vec<(String, u16)> = want.iter().map(|(h, p)| ((*h).into(), *p)).collect();
+            assert_eq!(got, want, "{input}");
+        }
+        let bad = [
+            ("a,,b", "entry 2 is empty"),
+            ("a,b:0", "entry 2"),
+            ("a:x", "port must be 1 to 65535"),
+            ("a:70000", "port must be 1 to 65535"),
+            ("[::1", "closing ]"),
+            ("[::1]5672", "expected :port"),
+            (":5672", "no host"),
+            ("", "entry 1 is empty"),
+        ];
+        for (input, want) in bad {
+            let err = parse_hosts(input, 5672).unwrap_err();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_lists_keep_each_address_and_name_the_bad_entry() {
+        let c =
+            AmqpConfig::from_urls("amqp://u:p@h1:5672/%2f, amqps://u:p@[::1]:5671/v", "i").unwrap();
+        assert_eq!(c.address_count(), 2);
+        assert_eq!(c.address(0), "h1:5672");
+        assert_eq!(c.address(1), "[::1]:5671");
+        assert_eq!(c.uri(1).scheme, AMQPScheme::AMQPS);
+        assert_eq!(c.uri(1).authority.host, "::1");
+        assert_eq!(
+            c.redacted(),
+            "amqp://u:***@h1:5672/%2F,amqps://u:***@[::1]:5671/v"
+        );
+        assert_eq!(c.instance_id, "i");
+        assert!(c.shuffle);
+        let err = AmqpConfig::from_urls("amqp://h1,http://secret@h2", "i")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AMQP_URL: entry 2: scheme"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let parts =
+            AmqpConfig::from_parts("a,[::1]:5674", 5673, "u", "p".into(), "/", "i").unwrap();
+        assert_eq!(parts.address(0), "a:5673");
+        assert_eq!(parts.address(1), "[::1]:5674");
+        let err = AmqpConfig::from_parts("a,", 5672, "u", "p".into(), "/", "i").unwrap_err();
+        assert!(
+            err.to_string().contains("RABBITMQ_HOST: entry 2 is empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn connect_order_is_given_or_a_permutation() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for n in [1, 2, 3, 5] {
+            assert_eq!(
+                connect_order(n, false, &mut rng),
+                (0..n).collect::<Vec<_>>()
+            );
+            let mut shuffled = connect_order(n, true, &mut rng);
+            shuffled.sort_unstable();
+            assert_eq!(shuffled, (0..n).collect::<Vec<_>>());
+        }
+        // Shuffling spreads instances: over many draws every address comes first sometimes.
+        let mut first = [0usize; 3];
+        for _ in 0..300 {
+            first[connect_order(3, true, &mut rng)[0]] += 1;
+        }
+        assert!(first.iter().all(|&c| c > 50), "{first:?}");
+    }
+
+    #[test]
+    fn claim_queue_is_named_after_the_id() {
+        assert_eq!(
+            claim_queue("watcher-music"),
+            "file_watcher.claim.watcher-music"
+        );
     }
 }

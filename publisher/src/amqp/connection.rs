@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
@@ -11,11 +13,13 @@ use lapin::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::config::AmqpConfig;
+use super::config::{claim_queue, AmqpConfig};
 use crate::error::SinkError;
 
 /// The AMQP reply code of `ACCESS_REFUSED`.
 const ACCESS_REFUSED: u16 = 403;
+/// The AMQP reply code of `RESOURCE_LOCKED`: an exclusive queue held by another connection.
+const RESOURCE_LOCKED: u16 = 405;
 
 /// The outcome of one publish: the broker's confirmation, or why there is none.
 pub(crate) type Reply = oneshot::Sender<lapin::Result<Confirmation>>;
@@ -36,6 +40,8 @@ pub(crate) struct Link {
     /// Increases with every connection, so a `deliver` that failed on one connection waits for
     /// a newer one instead of retrying on the same broken one.
     pub(crate) generation: u64,
+    /// `host:port` of the node it is connected to: shown in `/health`, metrics and logs.
+    pub(crate) address: String,
     pub(crate) connection: Connection,
     pub(crate) channel: Channel,
     /// The writer task's queue.
@@ -43,12 +49,16 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Connects, opens a confirm channel and declares the exchange.
+    /// Connects to address `index`, opens a confirm channel and declares the exchange.
     ///
     /// # Errors
     /// [`SinkError::AccessRefused`] for bad credentials, [`SinkError::Transport`] otherwise.
-    pub(crate) async fn open(config: &AmqpConfig, generation: u64) -> Result<Self, SinkError> {
-        let transport = |source: lapin::Error| classify(config, source);
+    pub(crate) async fn open(
+        config: &AmqpConfig,
+        index: usize,
+        generation: u64,
+    ) -> Result<Self, SinkError> {
+        let transport = |source: lapin::Error| classify(config, index, source);
         let properties = ConnectionProperties::default()
             .with_connection_name(config.connection_name().into())
             .with_client_property("instance_id".into(), config.instance_id.as_str().into())
@@ -58,7 +68,7 @@ impl Link {
             )
             .with_client_property("product".into(), "file-watcher".into())
             .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
-        let connection = Connection::connect_uri(config.uri(), properties)
+        let connection = Connection::connect_uri(config.uri(index), properties)
             .await
             .map_err(transport)?;
         let channel = connection.create_channel().await.map_err(transport)?;
@@ -89,10 +99,57 @@ impl Link {
         ));
         Ok(Self {
             generation,
+            address: config.address(index),
             connection,
             channel,
             publish,
         })
+    }
+
+    /// Tries to claim the instance's id: declares the exclusive claim queue on a channel of its
+    /// own (a refused declare closes the channel it ran on, and the confirm channel must live).
+    /// `Ok(true)`: this connection holds the claim until it closes. `Ok(false)`: another live
+    /// connection holds it.
+    ///
+    /// # Errors
+    /// [`SinkError::ClaimRefused`] when the broker refuses the declare for another reason (no
+    /// permission to configure the queue), [`SinkError::Transport`] when the connection fails.
+    pub(crate) async fn claim(&self, config: &AmqpConfig, index: usize) -> Result<bool, SinkError> {
+        let queue = claim_queue(&config.instance_id);
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| classify(config, index, e))?;
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    durable: false,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(_) => {
+                let _ = channel.close(200, ShortString::from("claimed")).await;
+                Ok(true)
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::ProtocolError(p) if p.get_id() == RESOURCE_LOCKED => Ok(false),
+                ErrorKind::ProtocolError(p) if self.connection.status().connected() => {
+                    Err(SinkError::ClaimRefused {
+                        queue,
+                        url: config.redacted_at(index),
+                        reason: p.get_message().to_string(),
+                    })
+                }
+                _ => Err(classify(config, index, e)),
+            },
+        }
     }
 
     /// Whether lapin still considers both the connection and the channel usable.
@@ -168,17 +225,17 @@ async fn write_publishes(
 }
 
 /// Tells a refused login apart from every other failure.
-fn classify(config: &AmqpConfig, source: lapin::Error) -> SinkError {
+fn classify(config: &AmqpConfig, index: usize, source: lapin::Error) -> SinkError {
     if let ErrorKind::ProtocolError(e) = source.kind() {
         if e.get_id() == ACCESS_REFUSED {
             return SinkError::AccessRefused {
-                url: config.redacted(),
+                url: config.redacted_at(index),
                 reason: e.get_message().to_string(),
             };
         }
     }
     SinkError::Transport {
-        url: config.redacted(),
+        url: config.redacted_at(index),
         source,
     }
 }

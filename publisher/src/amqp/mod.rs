@@ -6,15 +6,18 @@
 //! - `publisher`: the supervisor that keeps a connection alive, and `deliver`.
 //! - `status`: counters and the health snapshot.
 //! - `backoff`: reconnect delays.
+//! - `rotation`: which broker address to try next (failover over a cluster's nodes).
 
 mod backoff;
 mod config;
 mod connection;
 mod publisher;
+mod rotation;
 mod status;
 
 pub use config::{
-    AmqpConfig, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_WINDOW,
+    claim_queue, parse_hosts, AmqpConfig, OnDuplicate, DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_WINDOW,
 };
-pub use publisher::AmqpPublisher;
+pub use publisher::{AmqpPublisher, BLOCKED_FAILOVER_AFTER, STANDBY_RETRY};
 pub use status::AmqpStatus;

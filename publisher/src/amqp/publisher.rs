@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
-use super::config::AmqpConfig;
+use super::config::{claim_queue, connect_order, AmqpConfig, OnDuplicate};
 use super::connection::{Link, PublishRequest};
+use super::rotation::{Next, Rotation};
 use super::status::{AmqpStatus, Counters};
 use crate::envelope::Message;
 use crate::error::SinkError;
@@ -32,6 +33,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const NACK_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How often the supervisor double-checks the connection besides lapin's events.
 const HEALTH_TICK: Duration = Duration::from_secs(1);
+/// How long a connection may stay blocked before the publisher tries the next address, when
+/// it has several. A memory or disk alarm blocks publishers on every node of a cluster, so
+/// this mostly helps when one node is in trouble alone; after a full round it backs off.
+pub const BLOCKED_FAILOVER_AFTER: Duration = Duration::from_secs(10);
+/// How often a standby tries to take the claim of its `INSTANCE_ID`: the bound on how long a
+/// takeover takes once the active instance's connection is gone.
+pub const STANDBY_RETRY: Duration = Duration::from_secs(2);
 
 /// Publishes envelopes to RabbitMQ with publisher confirms, reconnecting for ever.
 ///
@@ -79,6 +87,9 @@ struct Shared {
     broken_generation: AtomicU64,
     /// Wakes the supervisor after `broken_generation` was set.
     broken: Notify,
+    /// Why the publisher stopped for good (a duplicate instance, a refused claim), until taken
+    /// by [`AmqpPublisher::failure`].
+    failure: Mutex<Option<SinkError>>,
     cancel: CancellationToken,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,6 +98,13 @@ struct Shared {
 struct LinkState {
     link: Option<Arc<Link>>,
     blocked: bool,
+    /// Connected, but another instance holds the claim: why this one waits.
+    standby: Option<Arc<str>>,
+    /// The supervisor stopped for good; `failure` says why.
+    failed: bool,
+    /// A whole round of addresses failed to connect (down, or the login refused) since the
+    /// last connection: no claim can be known yet.
+    unreachable: bool,
 }
 
 impl LinkState {
@@ -139,6 +157,7 @@ impl AmqpPublisher {
             last_nack_log: Mutex::new(None),
             broken_generation: AtomicU64::new(0),
             broken: Notify::new(),
+            failure: Mutex::new(None),
             cancel,
             supervisor: Mutex::new(None),
         });
@@ -160,8 +179,9 @@ impl AmqpPublisher {
     /// again, with the same `message_id`.
     ///
     /// # Errors
-    /// [`SinkError::Closed`] once the cancel token has fired; [`SinkError::Encode`] if the
-    /// envelope cannot be serialised. Broker and network trouble is retried, never returned.
+    /// [`SinkError::Closed`] once the cancel token has fired or the publisher has stopped for
+    /// good (see [`AmqpPublisher::failure`]); [`SinkError::Encode`] if the envelope cannot be
+    /// serialised. Broker and network trouble is retried, never returned.
     pub async fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
         let shared = &*self.shared;
         let body: Arc<[u8]> = msg.to_json()?.into();
@@ -293,11 +313,76 @@ impl AmqpPublisher {
         tokio::select! {
             biased;
             () = shared.cancel.cancelled() => Err(SinkError::Closed),
-            ready = state.wait_for(|s| s.ready(not_generation).is_some()) => ready
+            ready = state.wait_for(|s| s.ready(not_generation).is_some() || s.failed) => ready
                 .ok()
                 .and_then(|s| s.ready(not_generation))
                 .ok_or(SinkError::Closed),
         }
+    }
+
+    /// Waits until a connection is in place and holds the claim (when
+    /// [`AmqpConfig::claim`] is set): the moment an instance may start scanning. A standby
+    /// waits here until the active instance goes away.
+    ///
+    /// It also returns once a whole round of addresses has failed to connect: with no broker,
+    /// nothing can be published anyway, and an instance may scan ahead and hold its work back
+    /// (bounded) as before. The claim is still taken before the first publish: a duplicate found
+    /// once a broker answers stands by, or stops ([`AmqpPublisher::failure`]), before it
+    /// publishes anything.
+    ///
+    /// # Errors
+    /// What stopped the publisher for good ([`SinkError::Duplicate`],
+    /// [`SinkError::ClaimRefused`]), or [`SinkError::Closed`] after the cancel token fired.
+    pub async fn claimed(&self) -> Result<(), SinkError> {
+        let mut state = self.shared.state.subscribe();
+        let failed = tokio::select! {
+            biased;
+            () = self.shared.cancel.cancelled() => return Err(SinkError::Closed),
+            s = state.wait_for(|s| s.link.is_some() || s.failed || s.unreachable) => {
+                s.map_or(true, |s| s.failed)
+            }
+        };
+        if failed {
+            return Err(self.take_failure());
+        }
+        Ok(())
+    }
+
+    /// Resolves once the publisher has stopped for good, with the reason: in `exit` mode, a
+    /// claim found held by another instance after a reconnect. Pending otherwise (also after
+    /// cancel), so it can sit in a `select!` beside the pipeline.
+    pub async fn failure(&self) -> SinkError {
+        let mut state = self.shared.state.subscribe();
+        if state.wait_for(|s| s.failed).await.is_ok() {
+            return self.take_failure();
+        }
+        std::future::pending().await
+    }
+
+    fn take_failure(&self) -> SinkError {
+        lock(&self.shared.failure)
+            .take()
+            .unwrap_or(SinkError::Closed)
+    }
+
+    /// `host:port` of the node in use, while connected.
+    pub fn address(&self) -> Option<String> {
+        self.shared
+            .state
+            .borrow()
+            .link
+            .as_ref()
+            .map(|l| l.address.clone())
+    }
+
+    /// Why this instance stands by (another one holds its claim), while it does.
+    pub fn standby_reason(&self) -> Option<String> {
+        self.shared
+            .state
+            .borrow()
+            .standby
+            .as_deref()
+            .map(str::to_owned)
     }
 
     async fn pause(&self, d: Duration) -> Result<(), SinkError> {
@@ -353,13 +438,15 @@ impl AmqpPublisher {
     /// A snapshot of the state and counters, cheap enough for every health check.
     pub fn status(&self) -> AmqpStatus {
         let shared = &*self.shared;
-        let (connected, blocked) = {
+        let (connected, blocked, standby) = {
             let s = shared.state.borrow();
-            (s.link.is_some(), s.blocked)
+            (s.link.is_some(), s.blocked, s.standby.is_some())
         };
         let window = shared.config.window.max(1);
         let in_flight = window.saturating_sub(shared.window.available_permits()) as u64;
-        shared.counters.snapshot(connected, blocked, in_flight)
+        let mut status = shared.counters.snapshot(connected, blocked, in_flight);
+        status.standby = standby;
+        status
     }
 
     /// Waits until the supervisor has stopped and closed the connection, after the cancel
@@ -405,30 +492,155 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Keeps one connection alive until the cancel token fires.
+/// How holding the claim on a fresh connection ended.
+enum Claim {
+    /// This connection holds it: go on and publish.
+    Held,
+    /// The cancel token fired while standing by.
+    Cancelled,
+    /// Stop for good: a duplicate in `exit` mode, or a refused declare.
+    Fatal(SinkError),
+    /// The connection failed while claiming or standing by.
+    Lost(String),
+}
+
+/// Claims the instance's id on `link`, standing by as long as another connection holds it
+/// (in `standby` mode).
+async fn hold_claim(shared: &Shared, link: &Link, index: usize, mode: OnDuplicate) -> Claim {
+    let config = &shared.config;
+    let instance_id = shared.instance_id.as_str();
+    let mut waiting = false;
+    loop {
+        match link.claim(config, index).await {
+            Ok(true) => {
+                if waiting {
+                    info!(
+                        instance_id,
+                        address = %link.address,
+                        "the other instance released INSTANCE_ID; taking over as the active instance"
+                    );
+                }
+                shared.state.send_modify(|s| s.standby = None);
+                return Claim::Held;
+            }
+            Ok(false) => {
+                let queue = claim_queue(instance_id);
+                if mode == OnDuplicate::Exit {
+                    return Claim::Fatal(SinkError::Duplicate {
+                        instance_id: instance_id.to_owned(),
+                        queue,
+                        url: config.redacted_at(index),
+                    });
+                }
+                if !waiting {
+                    waiting = true;
+                    let reason = format!(
+                        "standby: another live instance holds INSTANCE_ID {instance_id} (queue \
+                         {queue}); this one takes over when that one goes away"
+                    );
+                    warn!(
+                        instance_id,
+                        address = %link.address,
+                        retry_s = STANDBY_RETRY.as_secs(),
+                        "{reason}; not scanning or publishing meanwhile"
+                    );
+                    shared
+                        .state
+                        .send_modify(|s| s.standby = Some(Arc::from(reason.as_str())));
+                }
+                tokio::select! {
+                    () = shared.cancel.cancelled() => return Claim::Cancelled,
+                    () = tokio::time::sleep(STANDBY_RETRY) => {}
+                }
+                if !link.connection.status().connected() {
+                    return Claim::Lost("the connection closed while standing by".into());
+                }
+            }
+            Err(error @ SinkError::ClaimRefused { .. }) => return Claim::Fatal(error),
+            Err(error) => return Claim::Lost(error.to_string()),
+        }
+    }
+}
+
+async fn close_quietly(link: &Link) {
+    if link.connection.status().connected() {
+        let close = link
+            .connection
+            .close(200, ShortString::from("file-watcher closing"));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+}
+
+/// Keeps one connection alive until the cancel token fires, moving along the configured
+/// addresses when a node fails ([`Rotation`]).
 async fn supervise(shared: Arc<Shared>) {
     let config = &shared.config;
-    let url = config.redacted();
     let instance_id = shared.instance_id.as_str();
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut rotation = Rotation::new(connect_order(
+        config.address_count(),
+        config.shuffle,
+        &mut fastrand::Rng::new(),
+    ));
+    let several = config.address_count() > 1;
     let mut generation = 0u64;
     let mut attempt = 0u64;
     let mut connected_before = false;
+    let delay_for = |next: Next, backoff: &mut Backoff| match next {
+        Next::Now => Duration::ZERO,
+        Next::Backoff => backoff.next_delay(fastrand::f64()),
+    };
     while !shared.cancel.is_cancelled() {
         generation += 1;
         attempt += 1;
+        let index = rotation.current();
+        let url = config.redacted_at(index);
+        let address = config.address(index);
         let opened = tokio::select! {
             () = shared.cancel.cancelled() => break,
-            opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(config, generation)) => opened,
+            opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(config, index, generation)) => opened,
         };
         let delay = match opened {
             Ok(Ok(link)) => {
+                if let Some(mode) = config.claim {
+                    match hold_claim(&shared, &link, index, mode).await {
+                        Claim::Held => {}
+                        Claim::Cancelled => {
+                            close_quietly(&link).await;
+                            break;
+                        }
+                        Claim::Fatal(error) => {
+                            close_quietly(&link).await;
+                            *lock(&shared.failure) = Some(error);
+                            shared.state.send_replace(LinkState {
+                                failed: true,
+                                ..LinkState::default()
+                            });
+                            info!(instance_id, "AMQP publisher stopped");
+                            return;
+                        }
+                        Claim::Lost(reason) => {
+                            close_quietly(&link).await;
+                            shared.state.send_modify(|s| s.standby = None);
+                            Counters::bump(&shared.counters.connect_failures);
+                            let next = rotation.failed();
+                            warn!(instance_id, address = %address, url = %url, reason = %reason, "lost the RabbitMQ connection while claiming INSTANCE_ID; reconnecting");
+                            let delay = delay_for(next, &mut backoff);
+                            tokio::select! {
+                                () = shared.cancel.cancelled() => break,
+                                () = tokio::time::sleep(delay) => {}
+                            }
+                            continue;
+                        }
+                    }
+                }
                 if connected_before {
                     Counters::bump(&shared.counters.reconnects);
                 }
                 connected_before = true;
                 info!(
                     instance_id,
+                    address = %address,
                     url = %url,
                     connection_name = %config.connection_name(),
                     exchange = %config.exchange,
@@ -437,16 +649,33 @@ async fn supervise(shared: Arc<Shared>) {
                 );
                 attempt = 0;
                 backoff.reset();
-                let reason = run_link(&shared, Arc::new(link)).await;
+                rotation.connected();
+                let reason = run_link(&shared, Arc::new(link), several).await;
                 let Some(reason) = reason else { break };
-                warn!(instance_id, url = %url, reason = %reason, "lost the RabbitMQ connection; reconnecting");
-                backoff.next_delay(fastrand::f64())
+                let next = rotation.failed();
+                if several {
+                    warn!(
+                        instance_id,
+                        address = %address,
+                        url = %url,
+                        reason = %reason,
+                        next_address = %config.address(rotation.current()),
+                        "lost the RabbitMQ node in use; failing over to the next address"
+                    );
+                } else {
+                    warn!(instance_id, address = %address, url = %url, reason = %reason, "lost the RabbitMQ connection; reconnecting");
+                }
+                delay_for(next, &mut backoff)
             }
             Ok(Err(error @ SinkError::AccessRefused { .. })) => {
                 Counters::bump(&shared.counters.connect_failures);
+                if rotation.failed() == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
                 let delay = backoff.slow_delay(fastrand::f64());
                 error!(
                     instance_id,
+                    address = %address,
                     url = %url,
                     attempt,
                     retry_in_s = delay.as_secs_f64(),
@@ -456,12 +685,18 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Ok(Err(error)) => {
                 Counters::bump(&shared.counters.connect_failures);
-                let delay = backoff.next_delay(fastrand::f64());
+                let next = rotation.failed();
+                if next == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
+                let delay = delay_for(next, &mut backoff);
                 warn!(
                     instance_id,
+                    address = %address,
                     url = %url,
                     attempt,
                     retry_in_s = delay.as_secs_f64(),
+                    next_address = %config.address(rotation.current()),
                     error = %error,
                     "cannot connect to RabbitMQ; will retry"
                 );
@@ -469,12 +704,18 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Err(_elapsed) => {
                 Counters::bump(&shared.counters.connect_failures);
-                let delay = backoff.next_delay(fastrand::f64());
+                let next = rotation.failed();
+                if next == Next::Backoff {
+                    shared.state.send_modify(|s| s.unreachable = true);
+                }
+                let delay = delay_for(next, &mut backoff);
                 warn!(
                     instance_id,
+                    address = %address,
                     url = %url,
                     attempt,
                     retry_in_s = delay.as_secs_f64(),
+                    next_address = %config.address(rotation.current()),
                     timeout_s = OPEN_TIMEOUT.as_secs(),
                     "cannot connect to RabbitMQ: timed out; will retry"
                 );
@@ -491,15 +732,18 @@ async fn supervise(shared: Arc<Shared>) {
 }
 
 /// Serves one connection: installs it for `deliver`, follows blocked/unblocked and errors, and
-/// returns why it ended, or `None` on cancel. The connection is closed on return.
-async fn run_link(shared: &Shared, link: Arc<Link>) -> Option<String> {
+/// returns why it ended, or `None` on cancel. The connection is closed on return. With
+/// `several` addresses, a connection blocked for [`BLOCKED_FAILOVER_AFTER`] is given up too.
+async fn run_link(shared: &Shared, link: Arc<Link>, several: bool) -> Option<String> {
     let instance_id = shared.instance_id.as_str();
     let mut events = pin!(link.connection.events_listener());
     let blocked = link.connection.status().blocked();
     shared.state.send_replace(LinkState {
         link: Some(Arc::clone(&link)),
         blocked,
+        ..LinkState::default()
     });
+    let mut blocked_since = blocked.then(tokio::time::Instant::now);
     let mut tick = tokio::time::interval(HEALTH_TICK);
     let reason = loop {
         tokio::select! {
@@ -508,10 +752,12 @@ async fn run_link(shared: &Shared, link: Arc<Link>) -> Option<String> {
                 Some(Event::ConnectionBlocked(reason)) => {
                     warn!(instance_id, reason = %reason, "RabbitMQ blocked the connection (resource alarm); publishing paused");
                     shared.state.send_modify(|s| s.blocked = true);
+                    blocked_since.get_or_insert_with(tokio::time::Instant::now);
                 }
                 Some(Event::ConnectionUnblocked) => {
                     info!(instance_id, "RabbitMQ unblocked the connection; publishing resumed");
                     shared.state.send_modify(|s| s.blocked = false);
+                    blocked_since = None;
                 }
                 Some(Event::Error(e)) => break Some(e.to_string()),
                 Some(_) => {}
@@ -525,6 +771,12 @@ async fn run_link(shared: &Shared, link: Arc<Link>) -> Option<String> {
             _ = tick.tick() => {
                 if !link.is_healthy() {
                     break Some("the connection or its channel is no longer open".into());
+                }
+                if several && blocked_since.is_some_and(|t| t.elapsed() >= BLOCKED_FAILOVER_AFTER) {
+                    break Some(format!(
+                        "the node has blocked publishing for {} s",
+                        BLOCKED_FAILOVER_AFTER.as_secs()
+                    ));
                 }
             }
         }

@@ -11,6 +11,9 @@ pub struct AmqpStatus {
     pub connected: bool,
     /// The broker blocked the connection (memory or disk alarm); publishing is paused.
     pub blocked: bool,
+    /// Connected, but another live instance holds this `INSTANCE_ID`'s claim: nothing is
+    /// published until it goes away (`ON_DUPLICATE=standby`).
+    pub standby: bool,
     /// `deliver` calls holding a window slot: published and not yet confirmed, or waiting for
     /// a connection to publish on. At most [`AmqpConfig::window`](crate::AmqpConfig::window).
     pub in_flight: u64,
@@ -55,6 +58,7 @@ impl Counters {
         AmqpStatus {
             connected,
             blocked,
+            standby: false,
             in_flight,
             published: get(&self.published),
             republished: get(&self.republished),
