@@ -87,8 +87,10 @@ pub fn throughput(path: &Path, points: &[SizePoint], openssl_mib_s: Option<f64>)
     let err = |e: String| anyhow!("plot {}: {e}", path.display());
     let mut points = points.to_vec();
     points.sort_by_key(|p| p.file_size);
-    let min_x = points.first().map_or(4096.0, |p| p.file_size as f64) / 2.0;
-    let max_x = points.last().map_or(1e9, |p| p.file_size as f64) * 2.0;
+    // The x axis is log2 of the size, so the labels fall on powers of two (4 KiB, 16 KiB, …).
+    let log2 = |bytes: u64| (bytes.max(1) as f64).log2();
+    let min_x = points.first().map_or(12.0, |p| log2(p.file_size)).floor() - 1.0;
+    let max_x = points.last().map_or(28.0, |p| log2(p.file_size)).ceil() + 1.0;
     let top = points
         .iter()
         .map(SizePoint::mib_per_s)
@@ -106,18 +108,19 @@ pub fn throughput(path: &Path, points: &[SizePoint], openssl_mib_s: Option<f64>)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((min_x..max_x).log_scale(), 0f64..top)
+        .build_cartesian_2d(min_x..max_x, 0f64..top)
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()
         .x_desc("file size")
         .y_desc("MiB/s")
-        .x_label_formatter(&|x| size_label(*x))
+        .x_labels(((max_x - min_x) as usize / 2).max(2))
+        .x_label_formatter(&|x| size_label(2f64.powf(*x)))
         .draw()
         .map_err(|e| err(e.to_string()))?;
     let series: Vec<(f64, f64)> = points
         .iter()
-        .map(|p| (p.file_size as f64, p.mib_per_s()))
+        .map(|p| (log2(p.file_size), p.mib_per_s()))
         .collect();
     chart
         .draw_series(LineSeries::new(series.clone(), BLUE.stroke_width(2)))

@@ -176,7 +176,7 @@ impl Report {
                 t,
                 "| {} | {} | {} {} | {ceiling} | {ratio} | {} | {met} |",
                 r.scenario,
-                r.measure,
+                r.measure.replace('|', "\\|"),
                 num(r.ours),
                 r.unit,
                 r.goal

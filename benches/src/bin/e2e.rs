@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin e2e -- all|SCENARIO... [--quick] [--rounds N]
-//!     [--out DIR] [--plots DIR]
+//!     [--out DIR] [--plots DIR] [--compare-bin PATH]
 //! ```
 //! Scenarios: initial-small, restart-unchanged, shell, initial-large, sizes, live, burst.
 //! `--quick` makes each one small (the whole run in well under a minute: CI's check that the
@@ -11,7 +11,8 @@
 //! them, `live-latency.svg` and `throughput-by-size.svg` to `--out` (default
 //! `$CARGO_TARGET_DIR/e2e`), the SVGs to `--plots` instead when given. `AMQP_URL` names the
 //! broker (default amqp://guest:guest@127.0.0.1:5672/%2f); `E2E_BIN` a binary to measure instead
-//! of a fresh `cargo build --release -p watcher`.
+//! of a fresh `cargo build --release -p watcher`. `--compare-bin` runs another build of the
+//! service beside ours in every initial-small round (two versions side by side).
 //!
 //! Exits 1 when any check fails (a missing, duplicate or unexpected event, a wrong digest, a
 //! run that failed), after running the other scenarios; goals that are missed are shown in the
@@ -32,6 +33,7 @@ struct Args {
     rounds: Option<usize>,
     out: PathBuf,
     plots: Option<PathBuf>,
+    compare_bin: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -41,6 +43,7 @@ fn parse_args() -> Result<Args> {
         rounds: None,
         out: service::target_dir().join("e2e"),
         plots: None,
+        compare_bin: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -52,10 +55,13 @@ fn parse_args() -> Result<Args> {
             }
             "--out" => args.out = it.next().context("--out needs a directory")?.into(),
             "--plots" => args.plots = Some(it.next().context("--plots needs a directory")?.into()),
+            "--compare-bin" => {
+                args.compare_bin = Some(it.next().context("--compare-bin needs a binary")?.into());
+            }
             "all" => args.scenarios.extend(scenario::ALL.iter().map(|s| (*s).to_owned())),
             s if scenario::ALL.contains(&s) => args.scenarios.push(s.to_owned()),
             other => bail!(
-                "unknown argument {other:?}; usage: e2e all|SCENARIO... [--quick] [--rounds N] [--out DIR] [--plots DIR]; scenarios: {}",
+                "unknown argument {other:?}; usage: e2e all|SCENARIO... [--quick] [--rounds N] [--out DIR] [--plots DIR] [--compare-bin PATH]; scenarios: {}",
                 scenario::ALL.join(", ")
             ),
         }
@@ -124,6 +130,7 @@ fn run() -> Result<bool> {
         },
         small: None,
         openssl_mib_s: None,
+        compare_bin: args.compare_bin,
     };
     let mut failed = Vec::new();
     for name in &args.scenarios {

@@ -56,6 +56,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    let mut other = Vec::new();
+    let compare_bin = ctx.compare_bin.clone();
     let mut peak = 0;
     let mut state = work.join("small/state");
     for round in 0..rounds {
@@ -91,6 +93,29 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 depth as usize == n,
                 "round {round}: {depth} messages in the queue, {n} expected"
             );
+        }
+        if let Some(other_bin) = &compare_bin {
+            ctx.rt.block_on(topo.purge())?;
+            let other_state = work.join("small/state-other");
+            remove(&other_state)?;
+            let (t, _) = service::Run {
+                bin: other_bin,
+                state: &other_state,
+                instance: &Ctx::instance("small-other"),
+                ..run.clone()
+            }
+            .once()?;
+            let depth = ctx.rt.block_on(topo.depth())?;
+            ensure!(
+                depth as usize == n,
+                "--compare-bin: {depth} messages in the queue, {n} expected"
+            );
+            eprintln!(
+                "e2e: initial-small round {}: --compare-bin {:.2} s",
+                round + 1,
+                secs(t)
+            );
+            other.push(secs(t));
         }
         ctx.rt.block_on(topo.purge())?;
         let b = ctx.rt.block_on(async {
@@ -131,6 +156,18 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         0.85,
     );
     r.info("initial-small", "files per second", n as f64 / o, "files/s");
+    if let Some(other_bin) = &compare_bin {
+        let c = median(&other);
+        r.beside(
+            "initial-small",
+            "the same, beside another build",
+            o,
+            "s",
+            &format!("--compare-bin {}", other_bin.display()),
+            c,
+            c / o,
+        );
+    }
     r.info("initial-small", "peak RSS", peak as f64 / 1024.0, "MiB");
     r.sizes.push(crate::report::SizePoint {
         file_size: 4096,

@@ -122,6 +122,9 @@ pub struct Ctx {
     pub small: Option<SmallCorpus>,
     /// initial-large's ceiling, for the throughput plot.
     pub openssl_mib_s: Option<f64>,
+    /// Another build of the service (`--compare-bin`), run beside ours in initial-small's
+    /// rounds: two versions side by side on the same files, broker and minute.
+    pub compare_bin: Option<PathBuf>,
 }
 
 impl Ctx {

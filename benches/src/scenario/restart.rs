@@ -47,9 +47,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         }
     };
     let mut times = Vec::new();
-    let mut peak = 0;
     for round in 0..ctx.rounds {
-        let (t, rss) = service::Run {
+        let (t, _) = service::Run {
             bin: &bin,
             data: &data,
             state: &state,
@@ -75,7 +74,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             secs(t)
         );
         times.push(secs(t));
-        peak = peak.max(rss);
     }
     ctx.rt.block_on(topo.delete())?;
     let t = median(&times);
@@ -96,6 +94,5 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "0",
         true,
     );
-    r.info("restart-unchanged", "peak RSS", peak as f64 / 1024.0, "MiB");
     Ok(())
 }
