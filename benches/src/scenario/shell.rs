@@ -14,17 +14,22 @@ use super::{secs, Ctx};
 use crate::broker::Topology;
 use crate::verify;
 
-/// Runs a shell pipeline and returns its wall time and stdout.
+/// Runs a shell pipeline and returns its wall time and stdout. Its stderr (xxhsum draws a
+/// progress line there) is shown only when it fails.
 fn timed(script: &str, dir: &Path) -> Result<(f64, String)> {
     let start = Instant::now();
     let out = Command::new("bash")
         .args(["-o", "pipefail", "-c", script, "bash"])
         .arg(dir)
-        .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("run {script}"))?;
     let t = start.elapsed();
-    ensure!(out.status.success(), "`{script}` failed: {}", out.status);
+    ensure!(
+        out.status.success(),
+        "`{script}` failed: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok((secs(t), String::from_utf8(out.stdout)?))
 }
 
