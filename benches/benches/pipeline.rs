@@ -89,7 +89,7 @@ fn pipeline_parts(c: &mut Criterion) {
                     facts,
                     chrono::Utc::now(),
                 );
-                msg.envelope.write_json(&mut buf).unwrap();
+                msg.write_json(&mut buf).unwrap();
                 buf.push(b'\n');
             }
         })

@@ -2,8 +2,9 @@
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`): persistent messages with publisher confirms into a
 //! durable topic exchange bound to one durable queue.
 //!
-//! * `bare lapin`: the ceiling. One task publishes pre-serialised envelopes with the contract's
-//!   properties and keeps a pipelined window of 1,000 unconfirmed messages.
+//! * `bare lapin`: the ceiling ([`benches::bare`], shared with the e2e harness). One task
+//!   publishes pre-serialised envelopes with the contract's properties and keeps a pipelined
+//!   window of 1,000 unconfirmed messages.
 //! * `AmqpPublisher`: 1,000 concurrent `deliver` calls (window 1,000), each serialising its
 //!   envelope and waiting for its Ack, as the watcher does.
 //!
@@ -21,16 +22,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 use publisher::{AmqpConfig, AmqpPublisher, Envelope, EventType, FileFacts, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -128,41 +126,15 @@ async fn run(on_cluster: bool) {
     admin.delete(&exchange, &[&queue]).await;
 }
 
-/// The ceiling: one task, pre-serialised bodies, a window of confirms awaited oldest first.
+/// The ceiling: [`benches::bare`], on a connection of its own.
 async fn bare_lapin(url: String, exchange: String, messages: Arc<Vec<Message>>) -> f64 {
     let channel = connect(&url).await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
+    let prepared = benches::bare::prepare(&messages).unwrap();
+    let elapsed = benches::bare::publish(&channel, &exchange, &prepared, WINDOW)
         .await
         .unwrap();
-    let prepared: Vec<(Vec<u8>, BasicProperties, &'static str)> = messages
-        .iter()
-        .map(|m| (m.to_json().unwrap(), properties(m), m.routing_key()))
-        .collect();
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    let exchange = ShortString::from(exchange.as_str());
-    let mut window = VecDeque::with_capacity(WINDOW);
-    let start = Instant::now();
-    for (body, props, key) in prepared {
-        if window.len() >= WINDOW {
-            let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
-            assert!(confirm.await.unwrap().is_ack());
-        }
-        let confirm = channel
-            .basic_publish(exchange.clone(), key.into(), options, &body, props)
-            .await
-            .unwrap();
-        window.push_back(confirm);
-    }
-    for confirm in window {
-        assert!(confirm.await.unwrap().is_ack());
-    }
-    let rate = messages.len() as f64 / start.elapsed().as_secs_f64();
     let _ = channel.close(200, "done".into()).await;
-    rate
+    messages.len() as f64 / elapsed.as_secs_f64()
 }
 
 /// Ours: `WINDOW` tasks calling `deliver` as fast as the acks come back.
@@ -261,27 +233,6 @@ fn message(i: usize) -> Message {
         facts,
         at,
     )
-}
-
-/// The contract's properties, as `AmqpPublisher` sets them.
-fn properties(m: &Message) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "instance_id".into(),
-        AMQPValue::LongString(LongString::from(m.envelope.instance_id.as_str())),
-    );
-    headers.insert(
-        "event_type".into(),
-        AMQPValue::LongString(LongString::from(m.envelope.event_type.as_str())),
-    );
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
-        .with_message_id(m.message_id().into())
-        .with_correlation_id(m.envelope.correlation_id.as_str().into())
-        .with_timestamp(1_756_375_200)
-        .with_app_id("file-watcher".into())
-        .with_headers(headers)
 }
 
 async fn connect(url: &str) -> lapin::Result<Channel> {

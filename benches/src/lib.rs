@@ -1,39 +1,25 @@
-//! Shared helpers for the benches: fixtures that are written once and reused.
+//! The benches' shared code: deterministic corpora, the bare publishing ceiling, and the
+//! end-to-end harness (`src/bin/e2e.rs`) with its scenarios, broker side, checks, report and plots.
+//!
+//! Each module is one concept; the harness's scenarios live in [`scenario`], one module each.
 #![deny(missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 use hasher::{HashPool, Job, SubmitError};
 
-/// Writes `count` files of `size` bytes of varied content into `dir`, returning their paths.
-/// Content differs per file so no two digests are equal, as in a real library.
-///
-/// # Errors
-/// Any error writing the files.
-pub fn write_files(
-    dir: &Path,
-    prefix: &str,
-    count: usize,
-    size: usize,
-) -> std::io::Result<Vec<PathBuf>> {
-    let mut paths = Vec::with_capacity(count);
-    let mut buf = vec![0u8; size];
-    for i in 0..count {
-        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let bytes = x.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        let path = dir.join(format!("{prefix}{i:06}.bin"));
-        std::fs::write(&path, &buf)?;
-        paths.push(path);
-    }
-    Ok(paths)
-}
+pub mod bare;
+pub mod broker;
+pub mod corpus;
+pub mod plot;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod service;
+pub mod verify;
+
+pub use corpus::write_files;
 
 /// Hashes every path through `pool` and waits for all of them; returns how many failed. This is
 /// the pool's bare rate, shared by the criterion bench and `pool-dir`.

@@ -33,7 +33,7 @@ impl StdoutSink {
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         buf.clear();
         for msg in msgs {
-            msg.envelope.write_json(&mut buf)?;
+            msg.write_json(&mut buf)?;
             buf.push(b'\n');
         }
         let mut out = std::io::stdout().lock();

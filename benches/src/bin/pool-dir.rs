@@ -1,5 +1,6 @@
-//! The pool's bare rate over the regular files already in a directory: the yardstick that
-//! `benches/e2e.sh` divides the service's time by.
+//! The pool's bare rate over the regular files already in a directory: a yardstick for the
+//! service's `--once` time on the same tree (the e2e harness's ceilings are the broker and
+//! openssl; this one isolates the hash pool).
 //!
 //! The criterion bench `pool_small_files` hashes files it has just written. Files that have sat in
 //! the page cache for a while read measurably slower, so a ratio between the service on an older

@@ -1,0 +1,185 @@
+//! live: the steady state. A writer creates 1 MiB files at a steady rate (100 per second for 60
+//! seconds), each with one create, write and close, while the service runs as in production (not
+//! `--once`). The latency of a file is from the writer's `close()` to the harness's consumer
+//! receiving its event, minus the settle delay (the time the service must wait by design); both
+//! ends are stamped with the same monotonic clock in this process. Also measured: peak RSS
+//! (`VmHWM`), steady RSS (median `VmRSS` after the first 10 s of writing) and the service's CPU
+//! seconds per 1,000 events over the writing window.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _, Result};
+use publisher::EventType;
+
+use super::{secs, Ctx};
+use crate::broker::Topology;
+use crate::corpus::fill;
+use crate::procfs::{self, RssSampler};
+use crate::report::quantile;
+use crate::{service, verify};
+
+/// Bytes per file.
+const SIZE: usize = 1 << 20;
+
+/// Writes `count` files into `dir` at `rate` per second; returns each path with the instant its
+/// `close()` returned.
+fn write_steadily(dir: PathBuf, count: usize, rate: u64) -> Result<Vec<(PathBuf, Instant)>> {
+    let period = Duration::from_secs(1) / rate.max(1) as u32;
+    let mut buf = vec![0u8; SIZE];
+    let mut closed = Vec::with_capacity(count);
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // Content is made before the file is opened, so the file is written in one go.
+        fill(&mut buf, 20_000_000 + i as u64);
+        let path = dir.join(format!("live-{i:06}.bin"));
+        let mut file = std::fs::File::create(&path)?;
+        file.write_all(&buf)?;
+        drop(file); // close()
+        closed.push((path, Instant::now()));
+    }
+    Ok(closed)
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// A failed run or a failed check.
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let url = ctx.url.clone();
+    let settle = ctx.scale.settle;
+    let count = (ctx.scale.live_seconds * ctx.scale.live_rate) as usize;
+    let data = ctx.fresh_dir("live/data")?;
+    let state = ctx.fresh_dir("live/state")?;
+    let topo = ctx.rt.block_on(Topology::declare(&url, "live"))?;
+    let mut consumer = ctx.rt.block_on(topo.consume(&url))?;
+    let http = service::free_addr()?;
+    let instance = Ctx::instance("live");
+    let mut child = service::Run {
+        bin: &ctx.bin,
+        data: &data,
+        state: &state,
+        amqp_url: &url,
+        exchange: &topo.exchange,
+        instance: &instance,
+        once: false,
+        http: Some(http),
+        settle: Some(settle),
+    }
+    .spawn()?;
+    let pid = child.id();
+    let result = (|| {
+        service::wait_ready(&mut child, http, Duration::from_secs(30))?;
+        let sampler = RssSampler::start(pid, Duration::from_millis(100));
+        let cpu0 = procfs::cpu_seconds(pid)?;
+        let writing = Instant::now();
+        let writer = {
+            let dir = data.clone();
+            let rate = ctx.scale.live_rate;
+            std::thread::spawn(move || write_steadily(dir, count, rate))
+        };
+        let mut got = Vec::with_capacity(count);
+        let timeout =
+            Duration::from_secs(ctx.scale.live_seconds) + settle + Duration::from_secs(60);
+        ctx.rt
+            .block_on(consumer.collect(&mut got, count, Duration::ZERO, timeout))?;
+        let cpu = procfs::cpu_seconds(pid)? - cpu0;
+        let last = got.iter().map(|r| r.at).max().unwrap_or(writing);
+        // A little longer, for a duplicate to show up.
+        ctx.rt.block_on(consumer.collect(
+            &mut got,
+            count,
+            settle + Duration::from_secs(1),
+            timeout,
+        ))?;
+        let closed = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        let samples = sampler.finish();
+        let write_span = closed
+            .last()
+            .map_or(0.0, |(_, t)| secs(t.duration_since(writing)));
+        anyhow::Ok((got, closed, samples, cpu, writing, last, write_span))
+    })();
+    let stopped = service::stop(&mut child);
+    ctx.rt.block_on(consumer.close());
+    ctx.rt.block_on(topo.delete())?;
+    let (got, closed, samples, cpu, writing, last, write_span) = result?;
+    ensure!(
+        stopped?.success(),
+        "file-watcher did not stop cleanly on SIGTERM"
+    );
+
+    let paths: Vec<PathBuf> = closed.iter().map(|(p, _)| p.clone()).collect();
+    let envelopes = verify::parse(&got)?;
+    let by_path = verify::exactly_once(&envelopes, &paths, &[EventType::FileCreated])?;
+    verify::sample_digests(&by_path, &paths, 50)?;
+    let closed_at: HashMap<&PathBuf, Instant> = closed.iter().map(|(p, t)| (p, *t)).collect();
+    let mut latencies = Vec::with_capacity(count);
+    for (path, (at, _)) in &by_path {
+        let close = closed_at
+            .get(path)
+            .context("an event for a file never written")?;
+        latencies.push((secs(at.saturating_duration_since(*close)) - secs(settle)) * 1e3);
+    }
+    // The floor under the CPU figure: one thread reading and hashing (SHA-256 and XXH3-128, the
+    // service's crates) some of the same files, from the page cache as the service read them.
+    let sample: Vec<&PathBuf> = paths.iter().take(500).collect();
+    let start = Instant::now();
+    for p in &sample {
+        verify::digests(p)?;
+    }
+    let floor_per_1000 = secs(start.elapsed()) / sample.len().max(1) as f64 * 1000.0;
+    let (p50, p99) = (quantile(&latencies, 0.5), quantile(&latencies, 0.99));
+    let max = latencies.iter().copied().fold(f64::MIN, f64::max);
+    let steady_from =
+        writing + Duration::from_secs(10).min(Duration::from_secs(ctx.scale.live_seconds / 2));
+    let steady = procfs::steady_kib(&samples, steady_from);
+    let cpu_per_1000 = cpu / count as f64 * 1000.0;
+    eprintln!(
+        "e2e: live: {count} files in {write_span:.1} s, last event {:.1} s after the first write; beyond settle p50 {p50:.0} ms p99 {p99:.0} ms max {max:.0} ms; CPU {cpu:.2} s",
+        secs(last.duration_since(writing))
+    );
+    let settle_ms = secs(settle) * 1e3;
+    let r = &mut ctx.report;
+    let what = format!("{count} × 1 MiB at {}/s", ctx.scale.live_rate);
+    r.info("live", &format!("{what}: settle delay"), settle_ms, "ms");
+    r.info("live", "close → consumer beyond settle, p50", p50, "ms");
+    r.goal(
+        "live",
+        "close → consumer beyond settle, p99",
+        p99,
+        "ms",
+        "≤ 100 ms",
+        p99 <= 100.0,
+    );
+    r.info("live", "close → consumer beyond settle, max", max, "ms");
+    r.goal(
+        "live",
+        "CPU per 1,000 events",
+        cpu_per_1000,
+        "s",
+        "< 1 s",
+        cpu_per_1000 < 1.0,
+    );
+    r.beside(
+        "live",
+        "CPU per 1,000 events, beside the hashing floor",
+        cpu_per_1000,
+        "s",
+        "one thread reading + SHA-256 + XXH3 of 1,000 MiB",
+        floor_per_1000,
+        floor_per_1000 / cpu_per_1000,
+    );
+    r.info("live", "peak RSS", samples.peak_kib as f64 / 1024.0, "MiB");
+    r.info("live", "steady RSS", steady as f64 / 1024.0, "MiB");
+    r.live_latency_ms = latencies;
+    r.live_settle_ms = settle_ms;
+    Ok(())
+}

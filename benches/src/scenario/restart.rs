@@ -1,0 +1,98 @@
+//! restart-unchanged: the instance restarts over initial-small's corpus, with the state the first
+//! run left, and nothing changed. It must publish nothing; what is timed is `--once` from start to
+//! exit, which bounds the time until ready (a live instance is ready once connected, before its
+//! reconciliation scan ends).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+
+use super::{secs, Ctx};
+use crate::broker::Topology;
+use crate::report::median;
+use crate::service;
+
+/// Runs the scenario (and initial-small's corpus and first run, untimed, if they are missing).
+///
+/// # Errors
+/// A failed run, or a message published.
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let url = ctx.url.clone();
+    let bin = ctx.bin.clone();
+    let work = ctx.work.clone();
+    let topo = ctx.rt.block_on(Topology::declare(&url, "restart"))?;
+    let corpus = ctx.small_corpus()?;
+    let (data, n) = (corpus.data.clone(), corpus.paths.len());
+    let (state, instance) = match corpus.state.clone() {
+        Some(s) => s,
+        None => {
+            // No initial-small run before this one: record the corpus first (not timed).
+            let state = work.join("small/state-restart");
+            super::remove(&state)?;
+            let instance = Ctx::instance("restart");
+            service::Run {
+                bin: &bin,
+                data: &data,
+                state: &state,
+                amqp_url: &url,
+                exchange: &topo.exchange,
+                instance: &instance,
+                once: true,
+                http: None,
+                settle: None,
+            }
+            .once()?;
+            ctx.rt.block_on(topo.purge())?;
+            (state, instance)
+        }
+    };
+    let mut times = Vec::new();
+    for round in 0..ctx.rounds {
+        let (t, _) = service::Run {
+            bin: &bin,
+            data: &data,
+            state: &state,
+            amqp_url: &url,
+            exchange: &topo.exchange,
+            instance: &instance,
+            once: true,
+            http: None,
+            settle: None,
+        }
+        .once()?;
+        // Let anything published reach the queue before counting.
+        std::thread::sleep(Duration::from_millis(200));
+        let depth = ctx.rt.block_on(topo.depth())?;
+        ensure!(
+            depth == 0,
+            "restart round {}: {depth} messages published, 0 expected",
+            round + 1
+        );
+        eprintln!(
+            "e2e: restart-unchanged round {}: {:.2} s",
+            round + 1,
+            secs(t)
+        );
+        times.push(secs(t));
+    }
+    ctx.rt.block_on(topo.delete())?;
+    let t = median(&times);
+    let r = &mut ctx.report;
+    r.goal(
+        "restart-unchanged",
+        &format!("{n} files, start to exit (--once)"),
+        t,
+        "s",
+        "< 3 s",
+        t < 3.0,
+    );
+    r.goal(
+        "restart-unchanged",
+        "messages published",
+        0.0,
+        "messages",
+        "0",
+        true,
+    );
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The service under test: the real release binary, started as a user would start it, against
+//! the real broker. The harness builds it (`cargo build --release -p watcher`, into
+//! `CARGO_TARGET_DIR` when set) unless `E2E_BIN` names a binary to measure instead (for example
+//! an older build, to compare two versions side by side).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+
+/// The workspace root, from this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Where cargo puts its output: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The binary to measure: `E2E_BIN`, or a fresh release build of `file-watcher`.
+///
+/// # Errors
+/// The build failed, or the binary is not where cargo said it would be.
+pub fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("E2E_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "watcher",
+            "--bin",
+            "file-watcher",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .context("run cargo build")?;
+    ensure!(status.success(), "cargo build --release -p watcher failed");
+    let bin = target_dir().join("release").join("file-watcher");
+    ensure!(bin.is_file(), "no binary at {}", bin.display());
+    Ok(bin)
+}
+
+/// How one run of the service is set up.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// The binary.
+    pub bin: &'a Path,
+    /// `DATA_DIR`.
+    pub data: &'a Path,
+    /// `STATE_DIR`.
+    pub state: &'a Path,
+    /// The broker.
+    pub amqp_url: &'a str,
+    /// The run's own exchange.
+    pub exchange: &'a str,
+    /// `INSTANCE_ID`; unique per run, since one broker allows one live connection per ID.
+    pub instance: &'a str,
+    /// `--once`: scan, report, exit.
+    pub once: bool,
+    /// `HTTP_ADDR`, for readiness; `off` when `None`.
+    pub http: Option<SocketAddr>,
+    /// `SETTLE_DELAY`, when not the default.
+    pub settle: Option<Duration>,
+}
+
+impl Run<'_> {
+    /// The command line. Logs go to stderr at WARNING, so a failure explains itself.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(self.bin);
+        cmd.arg("--data-dir")
+            .arg(self.data)
+            .arg("--state-dir")
+            .arg(self.state)
+            .args([
+                "--sink",
+                "amqp",
+                "--log-level",
+                "WARNING",
+                "--log-format",
+                "text",
+            ])
+            .args(["--instance-id", self.instance, "--exchange", self.exchange])
+            .arg("--http-addr")
+            .arg(
+                self.http
+                    .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            )
+            .env("AMQP_URL", self.amqp_url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if self.once {
+            cmd.arg("--once");
+        }
+        if let Some(s) = self.settle {
+            cmd.arg("--settle-delay")
+                .arg(format!("{}ms", s.as_millis()));
+        }
+        cmd
+    }
+
+    /// Starts the service.
+    ///
+    /// # Errors
+    /// It could not be started.
+    pub fn spawn(&self) -> Result<Child> {
+        self.command()
+            .spawn()
+            .with_context(|| format!("start {}", self.bin.display()))
+    }
+
+    /// Runs with `--once` and waits; returns the wall time from start to exit (the exit comes
+    /// after the last confirm) and the peak RSS in KiB.
+    ///
+    /// # Errors
+    /// It could not be started, or exited with a failure.
+    pub fn once(&self) -> Result<(Duration, u64)> {
+        let start = Instant::now();
+        let mut child = self.spawn()?;
+        let sampler = crate::procfs::RssSampler::start(child.id(), Duration::from_millis(20));
+        let status = child.wait()?;
+        let elapsed = start.elapsed();
+        let samples = sampler.finish();
+        ensure!(status.success(), "file-watcher --once exited with {status}");
+        Ok((elapsed, samples.peak_kib))
+    }
+}
+
+/// A free local port for `HTTP_ADDR`.
+///
+/// # Errors
+/// No port could be bound.
+pub fn free_addr() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Whether `GET /health/ready` answers 200.
+fn ready(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// Polls `/health/ready` until it answers 200; returns how long that took.
+///
+/// # Errors
+/// Not ready within `timeout`, or the process exited first.
+pub fn wait_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(status) = child.try_wait()? {
+            bail!("file-watcher exited with {status} before it was ready");
+        }
+        if ready(addr) {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("file-watcher was not ready within {timeout:?}")
+}
+
+/// Stops a running service as an orchestrator would (SIGTERM, a graceful drain) and waits.
+///
+/// # Errors
+/// The signal could not be sent.
+pub fn stop(child: &mut Child) -> Result<ExitStatus> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -TERM {} failed", child.id());
+    Ok(child.wait()?)
+}
