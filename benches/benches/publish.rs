@@ -78,7 +78,7 @@ async fn run(on_cluster: bool) {
     let exchange = broker::unique("bench-fe");
     let queue = broker::unique("bench-q");
     if on_cluster {
-        quorum_queue(&admin, &exchange, &queue).await;
+        admin.quorum_queue(&exchange, &queue).await;
     } else {
         admin.bound_queue(&exchange, &queue).await;
     }
@@ -175,40 +175,6 @@ async fn amqp_publisher(urls: &str, exchange: &str, messages: &Arc<Vec<Message>>
     cancel.cancel();
     publisher.closed().await;
     rate
-}
-
-/// The exchange and a quorum queue bound to it with `file.#`, as consumers on a cluster declare.
-async fn quorum_queue(admin: &broker::Admin, exchange: &str, queue: &str) {
-    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-    admin.exchange(exchange).await;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    admin
-        .channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await
-        .unwrap();
-    admin
-        .channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
 }
 
 /// A realistic envelope: nested music-library paths, full digests, about 600 bytes of JSON.

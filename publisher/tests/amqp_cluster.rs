@@ -17,45 +17,9 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use common::*;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use publisher::{AmqpConfig, AmqpPublisher, EventType, Message, SinkError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// A durable topic exchange and a quorum queue bound to it with `file.#`: the topology the docs
-/// recommend to consumers.
-async fn quorum_queue(admin: &Admin, exchange: &str, queue: &str) {
-    admin.exchange(exchange).await;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    admin
-        .channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await
-        .expect("declare quorum queue");
-    admin
-        .channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-}
 
 fn cluster_config(instance: &str, exchange: &str, ports: &[u16]) -> AmqpConfig {
     let mut c = AmqpConfig::from_urls(&urls(ports), instance).unwrap();
@@ -93,7 +57,7 @@ async fn failover_mid_stream_loses_nothing_in_a_quorum_queue() {
     let _cluster = blocking(Cluster::up).await;
     let admin = Admin::connect().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("failover"));
-    quorum_queue(&admin, &exchange, &queue).await;
+    admin.quorum_queue(&exchange, &queue).await;
 
     let (first, second) = (EXTRA_NODES[0], EXTRA_NODES[1]);
     let config = cluster_config(&instance, &exchange, &[first.1, second.1, DEFAULT_PORT]);
@@ -198,7 +162,7 @@ async fn first_address_down_at_start_connects_to_the_next() {
     let cluster = blocking(Cluster::up).await;
     let admin = Admin::connect().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("first-down"));
-    quorum_queue(&admin, &exchange, &queue).await;
+    admin.quorum_queue(&exchange, &queue).await;
     let (down, up) = (EXTRA_NODES[0], EXTRA_NODES[1]);
     cluster.stop_app(down.0);
 
@@ -236,7 +200,7 @@ async fn failover_time_over_five_runs() {
     let cluster = blocking(Cluster::up).await;
     let admin = Admin::connect().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("failover-time"));
-    quorum_queue(&admin, &exchange, &queue).await;
+    admin.quorum_queue(&exchange, &queue).await;
     let mut times = Vec::new();
     for run in 0..5 {
         // Alternate which extra node is in use (and stopped).

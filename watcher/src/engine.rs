@@ -98,19 +98,6 @@ struct HashWork {
     since: Instant,
 }
 
-/// What woke the engine's loop.
-enum Wake {
-    Start,
-    Cancelled,
-    Delivered(Outgoing, Result<(), SinkError>),
-    Hashed,
-    Scan(ScanMsg),
-    Walk(ScanMsg),
-    Hint(Change),
-    Periodic,
-    Timer,
-}
-
 struct Outgoing {
     /// The event's path, then its old path for a move.
     busy: Vec<PathBuf>,
@@ -290,15 +277,11 @@ impl Engine {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
-        let mut woke = Wake::Start;
         let result = loop {
-            if matches!(woke, Wake::Cancelled) {
-                break Ok(());
-            }
-            // The loop waits in async code and works in `block_in_place`: the work makes
-            // blocking calls (`lstat`, redb, stdout), and while it runs, this worker's role (the
-            // HTTP endpoints, the broker connection, deliveries) passes to another thread.
-            if let Err(e) = tokio::task::block_in_place(|| self.turn(woke)) {
+            // Outcomes queued without a wake-up (the pool was still deep in work) are taken on
+            // any turn; the loop turns at least every 250 ms.
+            self.take_hashed();
+            if let Err(e) = self.pump() {
                 break Err(e);
             }
             if self.cfg.once && self.scans_run > 0 && self.scan.is_none() && self.is_idle() {
@@ -321,80 +304,56 @@ impl Engine {
                             .min(Duration::from_millis(250))
                     })
             };
-            woke = tokio::select! {
+            tokio::select! {
                 biased;
-                () = cancel.cancelled() => Wake::Cancelled,
-                (out, result) = self.outbox.done() => Wake::Delivered(out, result),
-                () = self.handoff.ready() => Wake::Hashed,
-                Some(m) = self.scan_rx.recv(), if scan_room => Wake::Scan(m),
-                Some(m) = self.walk_rx.recv(), if room => Wake::Walk(m),
-                Some(c) = self.hints.recv(), if room => Wake::Hint(c),
-                () = self.rescan.raised() => Wake::Timer,
-                _ = async { match rescan_tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => Wake::Periodic,
-                () = tokio::time::sleep(wake) => Wake::Timer,
-            };
+                () = cancel.cancelled() => break Ok(()),
+                (out, result) = self.outbox.done() => {
+                    if let Err(e) = self.delivered(out, result) {
+                        break Err(e);
+                    }
+                }
+                () = self.handoff.ready() => self.take_hashed(),
+                Some(m) = self.scan_rx.recv(), if scan_room => {
+                    // The latency of what a scan finds starts when its batch arrives.
+                    self.since = Instant::now();
+                    self.scan_msg(m);
+                    // Take what is already queued in one go: the pump runs once per batch.
+                    for _ in 0..BATCH {
+                        if self.backlogged() {
+                            break;
+                        }
+                        let Ok(m) = self.scan_rx.try_recv() else { break };
+                        self.scan_msg(m);
+                    }
+                }
+                Some(m) = self.walk_rx.recv(), if room => {
+                    self.walk_msg(m);
+                    for _ in 0..BATCH {
+                        let Ok(m) = self.walk_rx.try_recv() else { break };
+                        self.walk_msg(m);
+                    }
+                }
+                Some(c) = self.hints.recv(), if room => {
+                    self.change(c);
+                    for _ in 0..BATCH {
+                        let Ok(c) = self.hints.try_recv() else { break };
+                        self.change(c);
+                    }
+                }
+                () = self.rescan.raised() => {}
+                _ = async { match rescan_tick.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
+                    let cause = if self.cfg.polling { RescanCause::Poll } else { RescanCause::Periodic };
+                    self.stats.rescan(cause);
+                    tracing::debug!(cause = cause.as_str(), "rescan scheduled: {}", cause.advice());
+                    self.scan_owed = true;
+                }
+                () = tokio::time::sleep(wake) => {}
+            }
         };
         self.drain().await;
         let flushed = self.flush();
         result?;
         flushed
-    }
-
-    /// One turn of the loop: what woke it, then everything that can move without waiting.
-    fn turn(&mut self, woke: Wake) -> Result<(), EngineError> {
-        match woke {
-            Wake::Start | Wake::Cancelled | Wake::Timer | Wake::Hashed => {}
-            Wake::Delivered(out, result) => self.delivered(out, result)?,
-            Wake::Scan(m) => {
-                // The latency of what a scan finds starts when its batch arrives.
-                self.since = Instant::now();
-                self.scan_msg(m);
-                // Take what is already queued in one go: the pump runs once per batch.
-                for _ in 0..BATCH {
-                    if self.backlogged() {
-                        break;
-                    }
-                    let Ok(m) = self.scan_rx.try_recv() else {
-                        break;
-                    };
-                    self.scan_msg(m);
-                }
-            }
-            Wake::Walk(m) => {
-                self.walk_msg(m);
-                for _ in 0..BATCH {
-                    let Ok(m) = self.walk_rx.try_recv() else {
-                        break;
-                    };
-                    self.walk_msg(m);
-                }
-            }
-            Wake::Hint(c) => {
-                self.change(c);
-                for _ in 0..BATCH {
-                    let Ok(c) = self.hints.try_recv() else { break };
-                    self.change(c);
-                }
-            }
-            Wake::Periodic => {
-                let cause = if self.cfg.polling {
-                    RescanCause::Poll
-                } else {
-                    RescanCause::Periodic
-                };
-                self.stats.rescan(cause);
-                tracing::debug!(
-                    cause = cause.as_str(),
-                    "rescan scheduled: {}",
-                    cause.advice()
-                );
-                self.scan_owed = true;
-            }
-        }
-        // Outcomes queued without a wake-up (the pool was still deep in work) are taken on any
-        // turn; the loop turns at least every 250 ms.
-        self.take_hashed();
-        self.pump()
     }
 
     /// Work past the settle stage (waiting to hash, hashed and waiting for the sink) is at its
@@ -431,21 +390,19 @@ impl Engine {
         // finished or cancelled, so the loop below does not wait for a 4 GiB file.
         self.pool.stop();
         loop {
-            tokio::task::block_in_place(|| {
-                self.take_hashed();
-                self.start_deliveries();
-            });
+            self.take_hashed();
+            self.start_deliveries();
             if self.hashing.is_empty() && self.outbox.is_empty() {
                 break;
             }
             tokio::select! {
                 (out, result) = self.outbox.done() => {
-                    if let Err(e) = tokio::task::block_in_place(|| self.delivered(out, result)) {
+                    if let Err(e) = self.delivered(out, result) {
                         tracing::error!(error = %e, "delivery failed during shutdown");
                         break;
                     }
                 }
-                () = self.handoff.ready() => {}
+                () = self.handoff.ready() => self.take_hashed(),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         unconfirmed = self.outbox.in_flight() + self.outbox.queued(),

@@ -201,9 +201,10 @@ impl Store {
                 source: e.into(),
             })?;
         let store = Self { db, path };
-        // Create the tables up front so read transactions never see them missing.
-        store.apply(&[])?;
+        // Create the tables up front, in one transaction, so read transactions never see them
+        // missing.
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        txn.open_table(FILES).map_err(|e| store.err(e))?;
         txn.open_table(META).map_err(|e| store.err(e))?;
         txn.open_table(VANISHED).map_err(|e| store.err(e))?;
         txn.commit().map_err(|e| store.err(e))?;

@@ -20,47 +20,13 @@ use std::time::{Duration, Instant};
 use broker::*;
 use cluster::*;
 use common::*;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// The exchange and a quorum queue bound to it with `file.#`.
-async fn quorum_queue(admin: &Admin, exchange: &str, queue: &str) {
-    admin.exchange(exchange).await;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    admin
-        .channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await
-        .unwrap();
-    admin
-        .channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
 }
 
 /// An instance on the cluster: all three addresses (shuffled, as in production).
@@ -134,7 +100,7 @@ fn a_duplicate_in_exit_mode_exits_3_with_one_line() {
     let rt = runtime();
     let admin = rt.block_on(Admin::connect());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-exit"));
-    rt.block_on(quorum_queue(&admin, &exchange, &queue));
+    rt.block_on(admin.quorum_queue(&exchange, &queue));
 
     let (_a, a_dir, a_state) = dirs();
     std::fs::write(a_dir.join("a.txt"), "a").unwrap();
@@ -194,7 +160,7 @@ fn a_standby_takes_over_within_10_s_of_a_kill_9_and_publishes_new_files() {
     let rt = runtime();
     let admin = rt.block_on(Admin::connect());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-standby"));
-    rt.block_on(quorum_queue(&admin, &exchange, &queue));
+    rt.block_on(admin.quorum_queue(&exchange, &queue));
 
     let (_a, a_dir, a_state) = dirs();
     std::fs::write(a_dir.join("a.txt"), "a").unwrap();
@@ -261,7 +227,7 @@ fn three_instances_share_the_exchange_without_crossing_over() {
     let rt = runtime();
     let admin = rt.block_on(Admin::connect());
     let (exchange, queue) = (unique("ex"), unique("q"));
-    rt.block_on(quorum_queue(&admin, &exchange, &queue));
+    rt.block_on(admin.quorum_queue(&exchange, &queue));
     const FILES: usize = 50;
     let mut dirs_of = HashMap::new();
     let mut running = Vec::new();
@@ -354,7 +320,7 @@ fn a_second_replica_on_the_same_state_dir_waits_and_takes_over() {
     let rt = runtime();
     let admin = rt.block_on(Admin::connect());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("scaled"));
-    rt.block_on(quorum_queue(&admin, &exchange, &queue));
+    rt.block_on(admin.quorum_queue(&exchange, &queue));
 
     let (_data, dir, state) = dirs();
     std::fs::write(dir.join("one.txt"), "1").unwrap();

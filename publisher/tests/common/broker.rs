@@ -100,6 +100,21 @@ impl Admin {
     /// Declares the exchange and a durable queue bound to it with `file.#`: what a downstream
     /// consumer of every event declares.
     pub async fn bound_queue(&self, exchange: &str, queue: &str) {
+        self.declare_bound(exchange, queue, FieldTable::default())
+            .await;
+    }
+
+    /// The same with a quorum queue: the topology recommended to consumers on a cluster.
+    pub async fn quorum_queue(&self, exchange: &str, queue: &str) {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+        self.declare_bound(exchange, queue, args).await;
+    }
+
+    async fn declare_bound(&self, exchange: &str, queue: &str, args: FieldTable) {
         self.exchange(exchange).await;
         self.channel
             .queue_declare(
@@ -108,7 +123,7 @@ impl Admin {
                     durable: true,
                     ..Default::default()
                 },
-                FieldTable::default(),
+                args,
             )
             .await
             .expect("declare queue");
