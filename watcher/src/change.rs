@@ -8,6 +8,9 @@ use std::path::PathBuf;
 pub enum Change {
     /// Something happened at this path (created, written, closed, removed, moved in or out).
     Path(PathBuf),
+    /// The name was unlinked (inotify's IN_DELETE of a file). Unlike a path that vanished for
+    /// an unknown reason, this was not a move, so its deletion need not wait for one to claim it.
+    Unlinked(PathBuf),
     /// A rename the watcher paired: `from` is now `to`.
     Rename {
         /// The old path.

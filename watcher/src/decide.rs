@@ -34,6 +34,9 @@ pub struct Facts {
     pub prior: Option<Entry>,
     /// The rename that brought it here, if a rename event named one.
     pub source: Option<Source>,
+    /// The last hint for this path was an unlink: if nothing is there, it was deleted, not
+    /// moved.
+    pub unlinked: bool,
 }
 
 /// What the engine does about a settled path.
@@ -44,8 +47,8 @@ pub enum Decision {
     /// Nothing is there: a file we reported is deleted (after a short hold, in case a move
     /// claims it), a directory takes its files with it.
     Vanished,
-    /// Publish the deletion of the store's entry: the path now holds something we do not report
-    /// (a FIFO, a symlink, a name the filter excludes).
+    /// Publish the deletion of the store's entry now: the file was unlinked, or the path now
+    /// holds something we do not report (a FIFO, a symlink, a name the filter excludes).
     Delete,
     /// A directory appeared. `replaced_file`: the store knew a file at this path, which is gone.
     /// With a rename source, its entries move below the new name.
@@ -84,6 +87,9 @@ pub fn decide(f: &Facts) -> Verdict {
         recheck_source: false,
     };
     match f.seen {
+        // An unlinked file cannot turn up under another name (a hard link elsewhere is a file
+        // of its own), so its deletion skips the hold that waits for a move to claim it.
+        Observed::Missing if f.unlinked && f.prior.is_some() => unclaimed(Decision::Delete),
         Observed::Missing => unclaimed(Decision::Vanished),
         Observed::Dir => claimed(Decision::Directory {
             replaced_file: f.prior.is_some(),
@@ -200,12 +206,21 @@ mod tests {
             reported,
             prior,
             source,
+            unlinked: false,
+        };
+        let unlinked = |facts: Facts| Facts {
+            unlinked: true,
+            ..facts
         };
         #[rustfmt::skip]
         let cases: &[(&str, Facts, Decision, bool)] = &[
             ("nothing there, nothing known", f(Observed::Missing, None, true, None, None), Vanished, false),
             ("a reported file is gone", f(Observed::Missing, None, true, known, None), Vanished, false),
             ("renamed, then removed: the source is looked at", f(Observed::Missing, None, true, None, gone(known)), Vanished, true),
+            ("a reported file unlinked: deleted now", unlinked(f(Observed::Missing, None, true, known, None)), Delete, false),
+            ("unlinked, never reported (a symlink, a new name)", unlinked(f(Observed::Missing, None, true, None, None)), Vanished, false),
+            ("renamed, then unlinked: the source is looked at", unlinked(f(Observed::Missing, None, true, None, gone(known))), Vanished, true),
+            ("unlinked, then a file again", unlinked(f(file(a), Some(a), true, known, None)), Nothing, false),
             ("a new directory", f(Observed::Dir, None, true, None, None), Directory { replaced_file: false }, false),
             ("a file replaced by a directory", f(Observed::Dir, None, true, known, None), Directory { replaced_file: true }, false),
             ("a directory renamed: its entries follow", f(Observed::Dir, None, true, None, gone(known)), Directory { replaced_file: false }, false),

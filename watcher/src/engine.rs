@@ -266,9 +266,19 @@ impl Engine {
     /// drains: in-flight hashes and deliveries finish, up to the shutdown deadline, and the store
     /// is flushed.
     ///
+    /// Await it from `Runtime::block_on`, as `watcher::run` does, never spawn it: the engine
+    /// makes blocking calls (`lstat`, redb commits, stdout writes) on the thread that polls it,
+    /// which must then be a thread of its own, not one of tokio's workers. It still waits in
+    /// async code, so channels, timers and acks wake it without a thread hop of their own.
+    ///
     /// # Errors
     /// A store failure, or a sink failure that retries cannot fix.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), EngineError> {
+        // Inside `block_on` there is no task; a spawned engine would have an ID.
+        debug_assert!(
+            tokio::task::try_id().is_none(),
+            "Engine::run must be awaited from Runtime::block_on, not spawned onto a worker"
+        );
         let mut rescan_tick = (!self.cfg.rescan_every.is_zero()).then(|| {
             let mut t = tokio::time::interval_at(
                 tokio::time::Instant::now() + self.cfg.rescan_every,
@@ -437,6 +447,11 @@ impl Engine {
             Change::Path(p) => {
                 if p.starts_with(&self.cfg.data_dir) {
                     self.settle.touch(p, Origin::Live, now);
+                }
+            }
+            Change::Unlinked(p) => {
+                if p.starts_with(&self.cfg.data_dir) {
+                    self.settle.unlink(p, now);
                 }
             }
             Change::Rename { from, to } => {
@@ -751,6 +766,7 @@ impl Engine {
             reported: matches!(seen, Observed::File { .. }) && self.accepts(&path),
             prior: self.lookup(&path)?,
             source,
+            unlinked: pending.unlinked,
         };
         let verdict = decide(&facts);
         let from = pending.old_path;
@@ -817,6 +833,7 @@ impl Engine {
             reported: true,
             prior,
             source: None,
+            unlinked: false,
         };
         let decision = decide(&facts).decision;
         if matches!(decision, Decision::New | Decision::Changed) {

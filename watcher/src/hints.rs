@@ -143,6 +143,11 @@ pub fn convert(event: &notify::Event) -> Vec<Change> {
                 to: event.paths[1].clone(),
             }];
         }
+        // An unlink (IN_DELETE), as opposed to a name moved away (IN_MOVED_FROM) or a file the
+        // poll watcher no longer sees (`RemoveKind::Any`, which may be a rename).
+        EventKind::Remove(RemoveKind::File) => {
+            return event.paths.iter().cloned().map(Change::Unlinked).collect();
+        }
         _ => {}
     }
     event.paths.iter().cloned().map(Change::Path).collect()
@@ -536,6 +541,19 @@ mod tests {
             ),
             (
                 ev(EventKind::Access(AccessKind::Close(AccessMode::Write))).add_path(p("/d/a")),
+                vec![Change::Path(p("/d/a"))],
+            ),
+            (
+                ev(EventKind::Remove(RemoveKind::File)).add_path(p("/d/a")),
+                vec![Change::Unlinked(p("/d/a"))],
+            ),
+            (
+                // What the poll watcher says when a file is gone: maybe renamed, so a plain hint.
+                ev(EventKind::Remove(RemoveKind::Any)).add_path(p("/d/a")),
+                vec![Change::Path(p("/d/a"))],
+            ),
+            (
+                ev(EventKind::Modify(ModifyKind::Name(RenameMode::From))).add_path(p("/d/a")),
                 vec![Change::Path(p("/d/a"))],
             ),
             (

@@ -126,9 +126,8 @@ impl Ledger {
             return Ok(());
         }
         self.reader = None;
-        // Blocking: tell the runtime, so other tasks move off this worker meanwhile.
-        let (store, ops) = (&self.store, &self.ops);
-        tokio::task::block_in_place(|| store.apply_with(ops, durable))?;
+        // Blocking, and meant to be: the engine has a thread of its own (see `Engine::run`).
+        self.store.apply_with(&self.ops, durable)?;
         // Cleared, not replaced: both keep their room for the next batch.
         self.ops.clear();
         self.overlay.clear();

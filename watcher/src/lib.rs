@@ -48,6 +48,10 @@ const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the service until SIGTERM/SIGINT (or, with `--once`, until the scan is reported).
 ///
+/// Drive it with `Runtime::block_on` on a multi-threaded runtime: the engine runs on that
+/// thread, and the workers keep the HTTP endpoints, the broker connection and the timers going
+/// while it blocks (see [`engine::Engine::run`]).
+///
 /// # Errors
 /// Start-up failures (state store, watcher, sink) and infrastructure failures while running.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {

@@ -40,8 +40,11 @@ fn main() -> ExitCode {
         eprintln!("file-watcher: {e}");
         return ExitCode::from(2);
     }
-    // At least two workers, also on one core: the engine's blocking calls (lstat, redb,
-    // stdout) then never hold up the HTTP endpoints or the broker connection.
+    // The engine runs on this thread, inside `block_on`, not on a worker: `watcher::run` awaits
+    // it directly instead of spawning it, so its blocking calls (lstat, redb commits, stdout)
+    // never hold up the HTTP endpoints, the broker connection or the timers, which the workers
+    // drive. Two workers at least, also on one core, so that neither of those waits for the
+    // other.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

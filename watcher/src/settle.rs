@@ -45,6 +45,9 @@ pub struct Pending {
     /// When the first hint (or the scan) about this path arrived: the start of the event
     /// latency that `/metrics` reports. Later hints coalesce into this entry and keep it.
     pub first_hint: Instant,
+    /// The last hint was an unlink ([`Settle::unlink`]): if nothing is there when it settles,
+    /// the file was deleted, not moved. Any later hint clears it.
+    pub unlinked: bool,
     quiet_since: Instant,
     seq: u64,
     last: Option<Observed>,
@@ -97,17 +100,29 @@ impl Settle {
 
     /// Something happened to `path` at `now`: (re)start its quiet period.
     pub fn touch(&mut self, path: PathBuf, origin: Origin, now: Instant) {
-        let p = match self.entries.remove(&path) {
+        self.hint(path, origin, now, false);
+    }
+
+    /// `path`'s name was unlinked at `now`: (re)start its quiet period, remembering that this,
+    /// so far, is the last thing that happened to it.
+    pub fn unlink(&mut self, path: PathBuf, now: Instant) {
+        self.hint(path, Origin::Live, now, true);
+    }
+
+    fn hint(&mut self, path: PathBuf, origin: Origin, now: Instant, unlinked: bool) {
+        let mut p = match self.entries.remove(&path) {
             Some(p) => p,
             None => Pending {
                 origin,
                 old_path: None,
                 first_hint: now,
+                unlinked,
                 quiet_since: now,
                 seq: 0,
                 last: None,
             },
         };
+        p.unlinked = unlinked;
         self.arm(path, p, now);
     }
 
@@ -122,6 +137,7 @@ impl Settle {
             origin,
             old_path: None,
             first_hint: now,
+            unlinked: false,
             quiet_since: since,
             seq: 0,
             last: None,
@@ -301,6 +317,37 @@ mod tests {
         assert!(s
             .check(&p, Observed::Missing, t0 + D, SystemTime::now())
             .is_some());
+    }
+
+    /// Only an unlink that is the last thing to happen to a path marks it deleted: a file
+    /// written, renamed or created there afterwards is a file again.
+    #[test]
+    fn an_unlink_counts_only_while_it_is_the_last_hint() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(10);
+        type Step = fn(&mut Settle, &Path, Instant);
+        let touch: Step = |s, p, t| s.touch(p.to_path_buf(), Origin::Live, t);
+        let unlink: Step = |s, p, t| s.unlink(p.to_path_buf(), t);
+        let renamed_over: Step = |s, p, t| s.rename(Path::new("/d/tmp"), p.to_path_buf(), t);
+        #[rustfmt::skip]
+        let cases: &[(&str, &[Step], bool)] = &[
+            ("rm", &[unlink], true),
+            ("written, then rm", &[touch, unlink], true),
+            ("rm, then written again", &[unlink, touch], false),
+            ("rm, then a file renamed over the name", &[unlink, renamed_over], false),
+            ("rm, written, rm", &[unlink, touch, unlink], true),
+        ];
+        for (name, steps, want) in cases {
+            let mut s = Settle::new(D);
+            let p = Path::new("/d/a");
+            for (i, step) in steps.iter().enumerate() {
+                step(&mut s, p, if i == 0 { t0 } else { later });
+            }
+            let settled = s
+                .check(p, Observed::Missing, later + D, SystemTime::now())
+                .unwrap();
+            assert_eq!(settled.unlinked, *want, "{name}");
+        }
     }
 
     #[test]
