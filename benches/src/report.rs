@@ -200,7 +200,10 @@ impl Report {
 
 /// A figure with as many digits as it deserves.
 fn num(x: f64) -> String {
-    if x.abs() >= 100.0 {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        // A count (messages, events): no decimals to suggest it was measured to a thousandth.
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
         format!("{x:.0}")
     } else if x.abs() >= 10.0 {
         format!("{x:.1}")
@@ -251,4 +254,23 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     }
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::num;
+
+    #[test]
+    fn figures_get_the_digits_they_deserve() {
+        for (x, want) in [
+            (0.0, "0"),
+            (55_000.0, "55000"),
+            (2.5, "2.500"),
+            (0.0625, "0.062"),
+            (12.34, "12.3"),
+            (1_234.4, "1234"),
+        ] {
+            assert_eq!(num(x), want, "{x}");
+        }
+    }
 }

@@ -15,11 +15,11 @@ use anyhow::{ensure, Context as _, Result};
 use publisher::EventType;
 
 use super::{secs, Ctx};
-use crate::broker::Topology;
+use crate::broker::{self, Topology};
 use crate::corpus::fill;
 use crate::procfs::{self, RssSampler};
 use crate::report::quantile;
-use crate::{service, verify};
+use crate::{bare, service, verify};
 
 /// Bytes per file.
 const SIZE: usize = 1 << 20;
@@ -109,8 +109,33 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     })();
     let stopped = service::stop(&mut child);
     ctx.rt.block_on(consumer.close());
+    // The publishing floor at this rate, from this process while it does nothing else: bare
+    // lapin sends some of the same envelopes, paced like the writer, into the same queue.
+    let paced = result
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|r| {
+            let sample: Vec<publisher::Message> = verify::parse(&r.0)?
+                .into_iter()
+                .take(ctx.scale.live_rate as usize * 10)
+                .map(|(_, e)| publisher::Message::new(e))
+                .collect();
+            let prepared = bare::prepare(&sample)?;
+            let me = std::process::id();
+            let rate = ctx.scale.live_rate;
+            let exchange = topo.exchange.clone();
+            ctx.rt.block_on(async {
+                let channel = broker::connect(&url, "e2e-bare-paced").await?;
+                let cpu0 = procfs::cpu_seconds(me)?;
+                bare::publish_paced(&channel, &exchange, &prepared, rate).await?;
+                let cpu = procfs::cpu_seconds(me)? - cpu0;
+                let _ = channel.close(200, "done".into()).await;
+                anyhow::Ok(cpu / prepared.len().max(1) as f64 * 1000.0)
+            })
+        });
     ctx.rt.block_on(topo.delete())?;
     let (got, closed, samples, cpu, writing, last, write_span) = result?;
+    let paced_per_1000 = paced.context("the paced bare publisher")?;
     ensure!(
         stopped?.success(),
         "file-watcher did not stop cleanly on SIGTERM"
@@ -176,6 +201,24 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "one thread reading + SHA-256 + XXH3 of 1,000 MiB",
         floor_per_1000,
         floor_per_1000 / cpu_per_1000,
+    );
+    r.beside(
+        "live",
+        "CPU per 1,000 events, beside the publishing floor",
+        cpu_per_1000,
+        "s",
+        &format!(
+            "bare lapin, one confirmed message at a time at {}/s",
+            ctx.scale.live_rate
+        ),
+        paced_per_1000,
+        paced_per_1000 / cpu_per_1000,
+    );
+    r.info(
+        "live",
+        "CPU per 1,000 events, the two floors together",
+        floor_per_1000 + paced_per_1000,
+        "s",
     );
     r.info("live", "peak RSS", samples.peak_kib as f64 / 1024.0, "MiB");
     r.info("live", "steady RSS", steady as f64 / 1024.0, "MiB");
