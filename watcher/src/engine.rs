@@ -48,6 +48,10 @@ use crate::store::{Entry, Op, Store, StoreError};
 /// Messages taken from one channel per turn of the loop, so the pump's fixed cost is shared.
 const BATCH: usize = 1024;
 
+/// The loop turns at least this often, also when nothing wakes it: outcomes the pool queued
+/// without a wake-up, the scan's progress and the commit by age are looked at then.
+const HEARTBEAT: Duration = Duration::from_millis(250);
+
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -287,6 +291,9 @@ impl Engine {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
+        let mut heartbeat = Instant::now() + HEARTBEAT;
+        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(heartbeat));
+        tokio::pin!(timer);
         let result = loop {
             // Outcomes queued without a wake-up (the pool was still deep in work) are taken on
             // any turn; the loop turns at least every 250 ms.
@@ -304,16 +311,29 @@ impl Engine {
             let scan_room = room && !self.backlogged();
             // Bulk work with room for its next page goes on at once: a sink that accepts at once
             // (stdout) frees the room without waking the loop.
-            let wake = if !self.bulk.is_empty() && !self.backlogged() {
-                Duration::ZERO
+            let now = Instant::now();
+            if heartbeat <= now {
+                heartbeat = now + HEARTBEAT;
+            }
+            // While the backlog is full (the broker is away or slow), settled paths cannot be
+            // taken, and a deadline already past would wake the loop for nothing, over and
+            // over: a delivery that frees room wakes it instead.
+            let wake = if self.backlogged() {
+                heartbeat
+            } else if !self.bulk.is_empty() {
+                now
             } else {
                 self.settle
                     .next_deadline()
-                    .map_or(Duration::from_millis(250), |d| {
-                        d.saturating_duration_since(Instant::now())
-                            .min(Duration::from_millis(250))
-                    })
+                    .map_or(heartbeat, |d| d.min(heartbeat))
             };
+            // One timer for the whole loop, moved only when its deadline does: registering an
+            // earlier timer wakes the runtime's parked driver thread, and a fresh `sleep` on
+            // every turn did that several times per event.
+            let wake = tokio::time::Instant::from_std(wake);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(()),
@@ -357,7 +377,7 @@ impl Engine {
                     tracing::debug!(cause = cause.as_str(), "rescan scheduled: {}", cause.advice());
                     self.scan_owed = true;
                 }
-                () = tokio::time::sleep(wake) => {}
+                () = &mut timer => {}
             }
         };
         self.drain().await;

@@ -290,3 +290,77 @@ fn a_data_dir_renamed_away_is_not_ready_until_it_is_back() {
     let (status, log) = w.stop();
     assert!(status.success(), "{log}");
 }
+
+/// CPU seconds the process has used (utime + stime from /proc, at 100 ticks a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Files created live while the broker is away fill the backlog; the rest wait in the settle
+/// set with their deadlines past. Waiting for a delivery must then cost nothing: a loop woken
+/// by those past deadlines spun at a full core (and before that, at about 5% of one).
+#[test]
+fn waiting_for_the_broker_with_files_pending_costs_no_cpu() {
+    const BACKLOG: i64 = 2 * 256;
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("keep"), "k").unwrap();
+    let port = free_port();
+    let mut cmd = command(
+        &data,
+        state.path(),
+        &[
+            "--sink",
+            "amqp",
+            "--shutdown-timeout",
+            "1s",
+            "--publish-window",
+            "10",
+            "--settle-delay",
+            "1ms",
+            "--log-level",
+            "WARNING",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+    let w = Watcher::spawn(cmd);
+    w.wait_log("cannot connect to RabbitMQ");
+    for i in 0..3_000 {
+        std::fs::write(data.join(format!("live{i:04}.bin")), format!("{i}")).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(port, "/health");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (pending, in_flight) = (
+            v["pending_paths"].as_i64().unwrap(),
+            v["in_flight_events"].as_i64().unwrap(),
+        );
+        if in_flight >= BACKLOG && pending > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog never filled: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = w.child.id();
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(pid) - before;
+    // Reconnect attempts and the health endpoint cost a few milliseconds; a loop that turns
+    // on every timer tick costs a tenth of a second in 3 s, a spinning one 3 s.
+    assert!(
+        used < 0.06,
+        "{used:.2} s of CPU in 3 s while waiting for the broker"
+    );
+    let (status, log) = w.stop();
+    assert!(status.success(), "{log}");
+}
