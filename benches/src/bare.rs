@@ -83,15 +83,7 @@ pub async fn publish(
     prepared: &[Prepared],
     window: usize,
 ) -> Result<Duration> {
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("confirm.select")?;
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    let exchange = ShortString::from(exchange);
+    let out = Confirming::new(channel, exchange).await?;
     let mut pending: VecDeque<lapin::PublisherConfirm> = VecDeque::with_capacity(window);
     let start = Instant::now();
     for p in prepared {
@@ -100,16 +92,7 @@ pub async fn publish(
                 ensure!(confirm.await?.is_ack(), "the broker did not Ack a message");
             }
         }
-        let confirm = channel
-            .basic_publish(
-                exchange.clone(),
-                p.routing_key.into(),
-                options,
-                &p.body,
-                p.properties.clone(),
-            )
-            .await?;
-        pending.push_back(confirm);
+        pending.push_back(out.send(p).await?);
     }
     for confirm in pending {
         ensure!(confirm.await?.is_ack(), "the broker did not Ack a message");
@@ -130,28 +113,53 @@ pub async fn publish_paced(
     prepared: &[Prepared],
     rate: u64,
 ) -> Result<()> {
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("confirm.select")?;
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    let exchange = ShortString::from(exchange);
+    let out = Confirming::new(channel, exchange).await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1) as u32);
     for p in prepared {
         tick.tick().await;
-        let confirm = channel
+        ensure!(
+            out.send(p).await?.await?.is_ack(),
+            "the broker did not Ack a message"
+        );
+    }
+    Ok(())
+}
+
+/// A channel in confirm mode that publishes prepared messages to one exchange as the service
+/// does (persistent, `mandatory`).
+struct Confirming<'a> {
+    channel: &'a Channel,
+    exchange: ShortString,
+    options: BasicPublishOptions,
+}
+
+impl<'a> Confirming<'a> {
+    async fn new(channel: &'a Channel, exchange: &str) -> Result<Self> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("confirm.select")?;
+        Ok(Self {
+            channel,
+            exchange: ShortString::from(exchange),
+            options: BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+        })
+    }
+
+    /// Publishes one message; the confirm comes later.
+    async fn send(&self, p: &Prepared) -> Result<lapin::PublisherConfirm> {
+        Ok(self
+            .channel
             .basic_publish(
-                exchange.clone(),
+                self.exchange.clone(),
                 p.routing_key.into(),
-                options,
+                self.options,
                 &p.body,
                 p.properties.clone(),
             )
-            .await?;
-        ensure!(confirm.await?.is_ack(), "the broker did not Ack a message");
+            .await?)
     }
-    Ok(())
 }

@@ -76,7 +76,30 @@ pub struct Run<'a> {
     pub settle: Option<Duration>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A `--once` run with the default settle delay and no HTTP endpoint: scan, report to
+    /// `exchange`, exit.
+    pub fn batch(
+        bin: &'a Path,
+        data: &'a Path,
+        state: &'a Path,
+        amqp_url: &'a str,
+        exchange: &'a str,
+        instance: &'a str,
+    ) -> Self {
+        Self {
+            bin,
+            data,
+            state,
+            amqp_url,
+            exchange,
+            instance,
+            once: true,
+            http: None,
+            settle: None,
+        }
+    }
+
     /// The command line. Logs go to stderr at WARNING, so a failure explains itself.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(self.bin);

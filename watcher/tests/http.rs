@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -67,6 +68,34 @@ fn bad_http_addr_is_a_config_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP_ADDR"));
 }
 
+/// The bound on events past the settle stage with `--publish-window 10`: 2 × max(window, 256).
+const BACKLOG: i64 = 2 * 256;
+
+/// An instance whose broker never answers (nothing listens on port 1, so every connection
+/// attempt fails at once), with a small publish window and a 1 ms settle delay, once it has
+/// said so.
+fn without_broker(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Watcher {
+    let http = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--sink",
+        "amqp",
+        "--shutdown-timeout",
+        "1s",
+        "--publish-window",
+        "10",
+        "--settle-delay",
+        "1ms",
+        "--http-addr",
+        &http,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = command(data, state, &args);
+    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+    let w = Watcher::spawn(cmd);
+    w.wait_log("cannot connect to RabbitMQ");
+    w
+}
+
 #[test]
 fn unreachable_broker_holds_work_back_not_in_memory() {
     // Nothing listens on port 1: every connection attempt fails at once, and nothing is ever
@@ -77,32 +106,13 @@ fn unreachable_broker_holds_work_back_not_in_memory() {
     // What can become an event held in memory: the backlog bound, every hash started (the
     // engine keeps up to twice the pool's capacity of 256 started, so it can refill the pool
     // before working through a batch of results), and the publish window.
-    const BACKLOG: i64 = 2 * 256;
     const HELD_MAX: i64 = BACKLOG + 2 * 256 + 10;
     let (_keep, data, state) = dirs();
     for i in 0..3_000 {
         std::fs::write(data.join(format!("f{i:04}.bin")), format!("{i}")).unwrap();
     }
     let port = free_port();
-    let mut cmd = command(
-        &data,
-        state.path(),
-        &[
-            "--sink",
-            "amqp",
-            "--shutdown-timeout",
-            "1s",
-            "--publish-window",
-            "10",
-            "--settle-delay",
-            "1ms",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
-    let w = Watcher::spawn(cmd);
-    w.wait_log("cannot connect to RabbitMQ");
+    let w = without_broker(&data, state.path(), port, &[]);
     let deadline = Instant::now() + WAIT;
     let (pending, in_flight, body) = loop {
         let (code, body) = get(port, "/health");
@@ -306,31 +316,10 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// by those past deadlines spun at a full core (and before that, at about 5% of one).
 #[test]
 fn waiting_for_the_broker_with_files_pending_costs_no_cpu() {
-    const BACKLOG: i64 = 2 * 256;
     let (_keep, data, state) = dirs();
     std::fs::write(data.join("keep"), "k").unwrap();
     let port = free_port();
-    let mut cmd = command(
-        &data,
-        state.path(),
-        &[
-            "--sink",
-            "amqp",
-            "--shutdown-timeout",
-            "1s",
-            "--publish-window",
-            "10",
-            "--settle-delay",
-            "1ms",
-            "--log-level",
-            "WARNING",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
-    let w = Watcher::spawn(cmd);
-    w.wait_log("cannot connect to RabbitMQ");
+    let w = without_broker(&data, state.path(), port, &["--log-level", "WARNING"]);
     for i in 0..3_000 {
         std::fs::write(data.join(format!("live{i:04}.bin")), format!("{i}")).unwrap();
     }

@@ -74,18 +74,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut theirs = Vec::new();
     for round in 0..ctx.rounds {
         remove(&state)?;
-        let (t, _) = service::Run {
-            bin: &ctx.bin,
-            data: &data,
-            state: &state,
-            amqp_url: &url,
-            exchange: &topo.exchange,
-            instance: &instance,
-            once: true,
-            http: None,
-            settle: None,
-        }
-        .once()?;
+        let (t, _) =
+            service::Run::batch(&ctx.bin, &data, &state, &url, &topo.exchange, &instance).once()?;
         let got = ctx.rt.block_on(topo.drain(
             &url,
             paths.len(),

@@ -64,17 +64,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.rt.block_on(topo.purge())?;
         state = work.join(format!("small/state-{round}"));
         remove(&state)?;
-        let run = service::Run {
-            bin: &bin,
-            data: &data,
-            state: &state,
-            amqp_url: &url,
-            exchange: &topo.exchange,
-            instance: &instance,
-            once: true,
-            http: None,
-            settle: None,
-        };
+        let run = service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance);
         let (t, rss) = run.once()?;
         peak = peak.max(rss);
         if round == 0 {

@@ -30,36 +30,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             let state = work.join("small/state-restart");
             super::remove(&state)?;
             let instance = Ctx::instance("restart");
-            service::Run {
-                bin: &bin,
-                data: &data,
-                state: &state,
-                amqp_url: &url,
-                exchange: &topo.exchange,
-                instance: &instance,
-                once: true,
-                http: None,
-                settle: None,
-            }
-            .once()?;
+            service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance).once()?;
             ctx.rt.block_on(topo.purge())?;
             (state, instance)
         }
     };
     let mut times = Vec::new();
     for round in 0..ctx.rounds {
-        let (t, _) = service::Run {
-            bin: &bin,
-            data: &data,
-            state: &state,
-            amqp_url: &url,
-            exchange: &topo.exchange,
-            instance: &instance,
-            once: true,
-            http: None,
-            settle: None,
-        }
-        .once()?;
+        let (t, _) =
+            service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance).once()?;
         // Let anything published reach the queue before counting.
         std::thread::sleep(Duration::from_millis(200));
         let depth = ctx.rt.block_on(topo.depth())?;

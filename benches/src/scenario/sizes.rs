@@ -31,17 +31,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         let paths = tree.write(&data)?;
         let state = ctx.work.join("sizes/state");
         remove(&state)?;
-        let (t, _) = service::Run {
-            bin: &ctx.bin,
-            data: &data,
-            state: &state,
-            amqp_url: &url,
-            exchange: &topo.exchange,
-            instance: &Ctx::instance("sizes"),
-            once: true,
-            http: None,
-            settle: None,
-        }
+        let (t, _) = service::Run::batch(
+            &ctx.bin,
+            &data,
+            &state,
+            &url,
+            &topo.exchange,
+            &Ctx::instance("sizes"),
+        )
         .once()?;
         let got = ctx.rt.block_on(topo.drain(
             &url,
