@@ -296,7 +296,7 @@ impl Engine {
         tokio::pin!(timer);
         let result = loop {
             // Outcomes queued without a wake-up (the pool was still deep in work) are taken on
-            // any turn; the loop turns at least every 250 ms.
+            // any turn; the loop turns at least every `HEARTBEAT`.
             self.take_hashed();
             if let Err(e) = self.pump() {
                 break Err(e);

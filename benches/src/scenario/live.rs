@@ -15,7 +15,7 @@ use anyhow::{ensure, Context as _, Result};
 use publisher::EventType;
 
 use super::{secs, Ctx};
-use crate::broker::{self, Topology};
+use crate::broker::{self, Received, Topology};
 use crate::corpus::fill;
 use crate::procfs::{self, RssSampler};
 use crate::report::quantile;
@@ -45,6 +45,28 @@ fn write_steadily(dir: PathBuf, count: usize, rate: u64) -> Result<Vec<(PathBuf,
         closed.push((path, Instant::now()));
     }
     Ok(closed)
+}
+
+/// The publishing floor at the live rate, in CPU seconds per 1,000 messages: bare lapin sends
+/// up to ten seconds' worth of the received envelopes, paced like the writer and each confirmed
+/// before the next, from this process while it does nothing else.
+fn publishing_floor(ctx: &Ctx, url: &str, exchange: &str, got: &[Received]) -> Result<f64> {
+    let rate = ctx.scale.live_rate;
+    let sample: Vec<publisher::Message> = verify::parse(got)?
+        .into_iter()
+        .take(rate as usize * 10)
+        .map(|(_, e)| publisher::Message::new(e))
+        .collect();
+    let prepared = bare::prepare(&sample)?;
+    let me = std::process::id();
+    ctx.rt.block_on(async {
+        let channel = broker::connect(url, "e2e-bare-paced").await?;
+        let cpu0 = procfs::cpu_seconds(me)?;
+        bare::publish_paced(&channel, exchange, &prepared, rate).await?;
+        let cpu = procfs::cpu_seconds(me)? - cpu0;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(cpu / prepared.len().max(1) as f64 * 1000.0)
+    })
 }
 
 /// Runs the scenario.
@@ -109,30 +131,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     })();
     let stopped = service::stop(&mut child);
     ctx.rt.block_on(consumer.close());
-    // The publishing floor at this rate, from this process while it does nothing else: bare
-    // lapin sends some of the same envelopes, paced like the writer, into the same queue.
-    let paced = result
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|r| {
-            let sample: Vec<publisher::Message> = verify::parse(&r.0)?
-                .into_iter()
-                .take(ctx.scale.live_rate as usize * 10)
-                .map(|(_, e)| publisher::Message::new(e))
-                .collect();
-            let prepared = bare::prepare(&sample)?;
-            let me = std::process::id();
-            let rate = ctx.scale.live_rate;
-            let exchange = topo.exchange.clone();
-            ctx.rt.block_on(async {
-                let channel = broker::connect(&url, "e2e-bare-paced").await?;
-                let cpu0 = procfs::cpu_seconds(me)?;
-                bare::publish_paced(&channel, &exchange, &prepared, rate).await?;
-                let cpu = procfs::cpu_seconds(me)? - cpu0;
-                let _ = channel.close(200, "done".into()).await;
-                anyhow::Ok(cpu / prepared.len().max(1) as f64 * 1000.0)
-            })
-        });
+    // Measured while the run's queue still exists; a failed run's error is returned below.
+    let paced = match &result {
+        Ok(r) => publishing_floor(ctx, &url, &topo.exchange, &r.0),
+        Err(_) => Ok(0.0),
+    };
     ctx.rt.block_on(topo.delete())?;
     let (got, closed, samples, cpu, writing, last, write_span) = result?;
     let paced_per_1000 = paced.context("the paced bare publisher")?;
