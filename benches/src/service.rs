@@ -122,6 +122,8 @@ impl<'a> Run<'a> {
                     .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             )
             .env("AMQP_URL", self.amqp_url)
+            // The harness binds and drains a queue of its own for each run.
+            .env("QUEUE", "")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if self.once {

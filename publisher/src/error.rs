@@ -81,4 +81,37 @@ pub enum SinkError {
         /// The broker's own explanation.
         reason: String,
     },
+    /// The queue to declare (`QUEUE`) exists with other arguments (`PRECONDITION_FAILED`).
+    /// Not retried: every declaration would be refused the same way.
+    #[error(
+        "the queue {queue} exists on RabbitMQ at {url} with other arguments than this instance \
+         declares ({ours}); the broker said: {reason}. Make them agree: set QUEUE_TYPE to the \
+         queue's type, or delete the queue (rabbitmqctl delete_queue {queue}) so it is declared \
+         anew, or set QUEUE= (empty) to manage the topology yourself"
+    )]
+    QueueMismatch {
+        /// The queue.
+        queue: String,
+        /// The arguments this instance declares.
+        ours: String,
+        /// The redacted URL of the node that refused.
+        url: String,
+        /// The broker's own explanation, which names the existing argument.
+        reason: String,
+    },
+    /// The broker refused to declare or bind the queue (`QUEUE`) for another reason, typically
+    /// a user without `configure` permission on it or `write` on the exchange. Not retried.
+    #[error(
+        "cannot declare the queue {queue} on RabbitMQ at {url} ({reason}); grant the user \
+         configure permission on it and read permission on the exchange (rabbitmqctl \
+         set_permissions), or set QUEUE= (empty) and declare and bind a queue yourself"
+    )]
+    QueueRefused {
+        /// The queue.
+        queue: String,
+        /// The redacted URL of the node that refused.
+        url: String,
+        /// The broker's own explanation.
+        reason: String,
+    },
 }

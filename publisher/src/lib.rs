@@ -43,9 +43,9 @@ mod sink;
 mod stdout;
 
 pub use amqp::{
-    claim_queue, parse_hosts, AmqpConfig, AmqpPublisher, AmqpStatus, OnDuplicate,
-    BLOCKED_FAILOVER_AFTER, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE,
-    DEFAULT_WINDOW, STANDBY_RETRY,
+    claim_queue, parse_hosts, AmqpConfig, AmqpPublisher, AmqpStatus, OnDuplicate, OnUnroutable,
+    QueueSpec, QueueType, BLOCKED_FAILOVER_AFTER, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
+    DEFAULT_EXCHANGE, DEFAULT_QUEUE, DEFAULT_WINDOW, HOLD_RETRY_MAX, QUEUE_BINDING, STANDBY_RETRY,
 };
 pub use envelope::{Envelope, EventType, FileFacts, FileInfo, Message};
 pub use error::SinkError;

@@ -348,6 +348,96 @@ async fn returned_messages_are_counted_and_logged_once_per_routing_key() {
     admin.delete(&exchange, &[]).await;
 }
 
+/// `OnUnroutable::Hold`: a message no queue takes is not confirmed to its caller; other
+/// routing keys go on meanwhile; once a queue is bound for it, it is delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_messages_wait_for_a_binding_without_blocking_other_routing_keys() {
+    let admin = Admin::connect().await;
+    let exchange = unique("fe-hold");
+    let (created_q, deleted_q) = (unique("q-hold-created"), unique("q-hold-deleted"));
+    // A consumer of file.created only.
+    admin.exchange(&exchange).await;
+    for (queue, key) in [(&created_q, "file.created")] {
+        admin
+            .channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        admin
+            .channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let instance = unique("hold");
+    let cancel = CancellationToken::new();
+    let mut c = config(&instance, &exchange);
+    c.on_unroutable = publisher::OnUnroutable::Hold;
+    let p = AmqpPublisher::start(c, cancel.clone());
+
+    let held: Vec<_> = (0..3)
+        .map(|i| {
+            let p = p.clone();
+            let msg = message(&instance, EventType::FileDeleted, i);
+            tokio::spawn(async move { p.deliver(&msg).await })
+        })
+        .collect();
+    // The other routing key is not held up by them.
+    for i in 0..20 {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            p.deliver(&message(&instance, EventType::FileCreated, 100 + i)),
+        )
+        .await
+        .expect("file.created waits behind held file.deleted")
+        .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.unroutable() != [("file.deleted", 3)] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} {:?}",
+            p.unroutable(),
+            p.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.status().held, 3);
+    assert!(
+        held.iter().all(|t| !t.is_finished()),
+        "confirmed while held"
+    );
+
+    // A consumer binds file.deleted: the held messages are delivered, and each only once.
+    admin.bound_queue(&exchange, &deleted_q).await;
+    for t in held {
+        tokio::time::timeout(Duration::from_secs(20), t)
+            .await
+            .expect("held messages delivered once a queue is bound")
+            .unwrap()
+            .unwrap();
+    }
+    assert!(p.unroutable().is_empty(), "{:?}", p.unroutable());
+    assert_eq!(p.status().held, 0);
+    assert_eq!(admin.depth(&deleted_q).await, 3);
+    let got = admin.take(&deleted_q, 3, Duration::from_secs(10)).await;
+    assert!(ids(&got).values().all(|n| *n == 1), "{:?}", ids(&got));
+
+    cancel.cancel();
+    p.closed().await;
+    admin.delete(&exchange, &[&created_q, &deleted_q]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacked_messages_are_published_again_until_acked() {
     capture_logs();

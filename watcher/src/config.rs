@@ -86,6 +86,46 @@ impl OnDuplicate {
     }
 }
 
+/// The type of the declared queue (`QUEUE_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// A classic queue, on one node: RabbitMQ's default, right for a single broker.
+    Classic,
+    /// A quorum queue, replicated over a cluster's nodes: what a cluster should use.
+    Quorum,
+}
+
+impl QueueType {
+    /// The publisher's own spelling.
+    pub fn to_publisher(self) -> publisher::QueueType {
+        match self {
+            Self::Classic => publisher::QueueType::Classic,
+            Self::Quorum => publisher::QueueType::Quorum,
+        }
+    }
+}
+
+/// What happens to a message RabbitMQ returns as unroutable (`ON_UNROUTABLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnUnroutable {
+    /// Keep it and publish it again, with backoff, until a queue is bound for it; it is not
+    /// recorded as delivered meanwhile, and readiness says which routing keys wait.
+    Hold,
+    /// Count it, log the first per routing key, and record it as delivered: for deliberate
+    /// partial topologies where some event types have no consumer.
+    Drop,
+}
+
+impl OnUnroutable {
+    /// The publisher's own spelling.
+    pub fn to_publisher(self) -> publisher::OnUnroutable {
+        match self {
+            Self::Hold => publisher::OnUnroutable::Hold,
+            Self::Drop => publisher::OnUnroutable::Drop,
+        }
+    }
+}
+
 /// Where envelopes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SinkKind {
@@ -258,6 +298,37 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_WINDOW", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub publish_window: u32,
 
+    /// The durable queue declared and bound to EXCHANGE with `file.#` before the first publish,
+    /// so that the events of a first run wait in it for their consumers. Every instance declares
+    /// it with the same arguments. Empty: declare nothing (you manage the queues and bindings).
+    #[arg(long, env = "QUEUE", default_value = "file_events")]
+    pub queue: String,
+
+    /// The declared queue's type: classic (one broker) or quorum (a cluster: replicated). A
+    /// queue that already exists with another type is an error naming both (exit 2).
+    #[arg(
+        long,
+        env = "QUEUE_TYPE",
+        default_value = "classic",
+        ignore_case = true
+    )]
+    pub queue_type: QueueType,
+
+    /// A message no queue is bound for: hold (publish it again until one is, and report not
+    /// ready meanwhile) or drop (count and log it, and record it as delivered).
+    #[arg(
+        long,
+        env = "ON_UNROUTABLE",
+        default_value = "hold",
+        ignore_case = true
+    )]
+    pub on_unroutable: OnUnroutable,
+
+    /// With --once: how long the run waits for the broker without any confirmation before it
+    /// gives up (exit 1, saying how many events were not confirmed and why), e.g. 60s.
+    #[arg(long, env = "ONCE_TIMEOUT", default_value = "60s", value_parser = once_timeout)]
+    pub once_timeout: Duration,
+
     /// How long shutdown waits for outstanding confirms before giving up, e.g. 30s; 0 to 1h.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = shutdown_timeout)]
     pub shutdown_timeout: Duration,
@@ -313,6 +384,10 @@ fn reconcile_interval(s: &str) -> Result<Duration, String> {
 
 fn shutdown_timeout(s: &str) -> Result<Duration, String> {
     duration_in(s, Duration::ZERO, HOUR, false)
+}
+
+fn once_timeout(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_secs(1), 24 * HOUR, false)
 }
 
 /// A setting that parsed but makes no sense.

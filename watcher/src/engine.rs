@@ -86,6 +86,19 @@ pub enum EngineError {
     Sink(#[from] SinkError),
 }
 
+/// How a run ended, for `--once`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// With `once`: the initial scan was reported to the end. False when the run was stopped
+    /// before (a signal, or a broker that stopped confirming).
+    pub finished: bool,
+    /// The initial scan had found, hashed and handed to the sink everything it will report:
+    /// what is missing is only confirmations.
+    pub scanned: bool,
+    /// Events handed to the sink and never confirmed: each is found again at the next start.
+    pub unconfirmed: u64,
+}
+
 struct HashDone {
     id: u64,
     result: Result<Hashed, HashError>,
@@ -170,6 +183,8 @@ pub struct Engine {
     scan: Option<ScanState>,
     scan_owed: bool,
     scans_run: u64,
+    /// Deliveries that ended without a confirmation (the sink closed first).
+    unconfirmed: u64,
     scan_stop: Arc<AtomicBool>,
     /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
     /// knows what is still running and waits for it up to the deadline, no longer.
@@ -242,6 +257,7 @@ impl Engine {
             scan: None,
             scan_owed: true,
             scans_run: 0,
+            unconfirmed: 0,
             scan_stop: Arc::new(AtomicBool::new(false)),
             tasks: TaskTracker::new(),
             limbo: Limbo::default(),
@@ -277,7 +293,7 @@ impl Engine {
     ///
     /// # Errors
     /// A store failure, or a sink failure that retries cannot fix.
-    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), EngineError> {
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<RunOutcome, EngineError> {
         // Inside `block_on` there is no task; a spawned engine would have an ID.
         debug_assert!(
             tokio::task::try_id().is_none(),
@@ -302,7 +318,7 @@ impl Engine {
                 break Err(e);
             }
             if self.cfg.once && self.scans_run > 0 && self.scan.is_none() && self.is_idle() {
-                break Ok(());
+                break Ok(true);
             }
             let room = self.settle.len() < self.cfg.limits.pending;
             // A scan waits in its channel (and the walker blocks) while the work past the settle
@@ -336,7 +352,7 @@ impl Engine {
             }
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => break Ok(()),
+                () = cancel.cancelled() => break Ok(false),
                 (out, result) = self.outbox.done() => {
                     if let Err(e) = self.delivered(out, result) {
                         break Err(e);
@@ -380,10 +396,22 @@ impl Engine {
                 () = &mut timer => {}
             }
         };
+        let scanned = self.scans_run > 0
+            && self.scan.is_none()
+            && self.limbo.is_empty()
+            && self.bulk.is_empty()
+            && self.settle.is_empty()
+            && self.hash_queue.is_empty()
+            && self.hashing.is_empty();
         self.drain().await;
         let flushed = self.flush();
-        result?;
-        flushed
+        let finished = result?;
+        flushed?;
+        Ok(RunOutcome {
+            finished,
+            scanned,
+            unconfirmed: self.unconfirmed + (self.outbox.in_flight() + self.outbox.queued()) as u64,
+        })
     }
 
     /// Work past the settle stage (waiting to hash, hashed and waiting for the sink) is at its
@@ -1327,6 +1355,7 @@ impl Engine {
             }
             Err(SinkError::Closed) => {
                 // Shutting down: the event is found again at the next start.
+                self.unconfirmed += 1;
                 for b in &out.busy {
                     self.busy.remove(b);
                 }

@@ -77,8 +77,20 @@ pub fn sink_problem(status: Option<AmqpStatus>) -> Option<&'static str> {
     }
 }
 
-/// Readiness from plain values: the store, DATA_DIR's verdict and the sink's problem.
-pub fn decide(store_open: bool, root: &RootHealth, sink: Option<&str>) -> Vec<String> {
+/// Why messages wait for a queue, while any is held as unroutable: `unroutable: no queue bound
+/// for file.created (3 held); …`. The instance is connected and working, but what it reports
+/// reaches no consumer, and no later run would tell: an orchestrator and an operator must see it.
+pub fn unroutable_problem(held: &[(&str, u64)]) -> Option<String> {
+    crate::once::unroutable_keys(held).map(|keys| {
+        format!(
+            "unroutable: no queue bound for {keys}; bind a queue to the exchange for these \
+             routing keys (or set QUEUE to have one declared); they are published again until one is"
+        )
+    })
+}
+
+/// Readiness from plain values: the store, DATA_DIR's verdict and the sink's problems.
+pub fn decide(store_open: bool, root: &RootHealth, sink: &[&str]) -> Vec<String> {
     let mut reasons = Vec::new();
     if !store_open {
         reasons.push("the state store is not open".to_owned());
@@ -86,9 +98,7 @@ pub fn decide(store_open: bool, root: &RootHealth, sink: Option<&str>) -> Vec<St
     if let RootHealth::Faulty(why) = root {
         reasons.push(why.clone());
     }
-    if let Some(why) = sink {
-        reasons.push(why.to_owned());
-    }
+    reasons.extend(sink.iter().map(|why| (*why).to_owned()));
     reasons
 }
 
@@ -109,6 +119,14 @@ impl Health {
         }
     }
 
+    /// The routing keys with messages held as unroutable, and how many.
+    fn unroutable(&self) -> Vec<(&'static str, u64)> {
+        match &*self.sink {
+            Sink::Amqp(p) => p.unroutable(),
+            _ => Vec::new(),
+        }
+    }
+
     fn amqp_status(&self) -> Option<AmqpStatus> {
         match &*self.sink {
             Sink::Amqp(p) => Some(p.status()),
@@ -121,7 +139,14 @@ impl Health {
         let store_open = self.stats.store_ok.load(Ordering::Relaxed);
         let root = self.root.health();
         let amqp = self.amqp_status();
-        let reasons = decide(store_open, &root, sink_problem(amqp));
+        let held = self.unroutable();
+        let held_keys: Vec<(&str, u64)> = held.iter().map(|(k, n)| (*k, *n)).collect();
+        let unroutable = unroutable_problem(&held_keys);
+        let sink_problems: Vec<&str> = sink_problem(amqp)
+            .into_iter()
+            .chain(unroutable.as_deref())
+            .collect();
+        let reasons = decide(store_open, &root, &sink_problems);
         let sink = match amqp {
             Some(st) => serde_json::json!({
                 "kind": "amqp",
@@ -134,6 +159,11 @@ impl Health {
                 "acked": st.acked,
                 "nacked": st.nacked,
                 "returned": st.returned,
+                "held": st.held,
+                "unroutable": held_keys
+                    .iter()
+                    .map(|(k, n)| ((*k).to_owned(), serde_json::json!(n)))
+                    .collect::<serde_json::Map<_, _>>(),
                 "reconnects": st.reconnects,
             }),
             None => serde_json::json!({ "kind": self.sink_kind }),
@@ -270,6 +300,14 @@ impl Collector for Health {
                 "Publishes returned as unroutable: no queue is bound to the exchange for them",
                 st.returned,
             )?;
+            let held = ConstGauge::new(i64::try_from(st.held).unwrap_or(i64::MAX));
+            held.encode(e.encode_descriptor(
+                "file_watcher_unroutable_held",
+                "Messages held because no queue is bound for their routing key \
+                 (ON_UNROUTABLE=hold); they are published again until one is",
+                None,
+                held.metric_type(),
+            )?)?;
             counter(
                 &mut e,
                 "file_watcher_broker_reconnects",
@@ -332,11 +370,46 @@ mod tests {
             ),
         ];
         for (store, root, sink, want) in cases {
-            let got = decide(store, &root, sink_problem(sink));
+            let problems: Vec<&str> = sink_problem(sink).into_iter().collect();
+            let got = decide(store, &root, &problems);
             assert_eq!(got.len(), want.len(), "{store} {root:?} {sink:?}: {got:?}");
             for (g, w) in got.iter().zip(want) {
                 assert!(g.contains(w), "{g} lacks {w}");
             }
         }
+    }
+
+    #[test]
+    fn unroutable_reasons() {
+        type Held<'a> = &'a [(&'a str, u64)];
+        let cases: Vec<(Held, Option<&str>)> = vec![
+            (&[], None),
+            (&[("file.created", 0)], None),
+            (
+                &[("file.created", 2), ("file.deleted", 1)],
+                Some(
+                    "unroutable: no queue bound for file.created (2 held), file.deleted (1 held);",
+                ),
+            ),
+        ];
+        for (held, want) in cases {
+            let got = unroutable_problem(held);
+            match (got.as_deref(), want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!(g.starts_with(w), "{g:?} does not start with {w:?}"),
+                (g, w) => panic!("{held:?}: got {g:?}, want {w:?}"),
+            }
+        }
+        // Beside the other reasons, in order.
+        let reasons = decide(
+            true,
+            &RootHealth::Sound,
+            &[
+                "not connected",
+                "unroutable: no queue bound for file.created (1 held)",
+            ],
+        );
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[1].starts_with("unroutable"), "{reasons:?}");
     }
 }

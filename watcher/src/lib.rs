@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ledger;
 pub mod limits;
 pub mod logging;
+pub mod once;
 pub mod outbox;
 pub mod pairing;
 pub mod paths;
@@ -143,9 +144,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Nothing is scanned before this instance holds its INSTANCE_ID on the broker: a standby
     // waits here (not ready, with the reason) until the active instance goes away.
     if let publisher::Sink::Amqp(p) = &*sink {
+        // `--once` does not wait for ever: a claim held by another instance, or a broker
+        // that never answers the claim, ends the run after ONCE_TIMEOUT.
+        let limit = if cfg.once {
+            cfg.once_timeout
+        } else {
+            std::time::Duration::MAX
+        };
         let claimed = tokio::select! {
             () = cancel.cancelled() => None,
             claimed = p.claimed() => Some(claimed),
+            () = sleep_for(limit) => {
+                publisher_cancel.cancel();
+                let why = match p.standby_reason() {
+                    Some(standby) => format!("standing by for {}: {standby}", humantime::format_duration(limit)),
+                    None => once::stall_reason(&p.status(), &p.unroutable(), &p.config().redacted(), limit),
+                };
+                return Err(once::Incomplete { finished: false, unconfirmed: 0, why }.into());
+            }
         };
         match claimed {
             None => {
@@ -279,6 +295,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ => std::future::pending().await,
         }
     };
+    let stall = match (&*sink, cfg.once) {
+        (publisher::Sink::Amqp(_), true) => Some(spawn_once_watchdog(
+            Arc::clone(&sink),
+            Arc::clone(&stats),
+            cfg.once_timeout,
+            [cancel.clone(), publisher_cancel.clone()],
+        )),
+        _ => None,
+    };
     let run = engine.run(cancel.clone());
     tokio::pin!(run);
     let result = tokio::select! {
@@ -302,9 +327,79 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
-    result?;
+    let outcome = result?;
+    if cfg.once {
+        let stalled = stall.and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take());
+        once::verdict(match stalled {
+            Some(why) => once::Ending::Stalled {
+                scanned: outcome.scanned,
+                unconfirmed: outcome.unconfirmed,
+                why,
+            },
+            None => once::Ending::Ran {
+                finished: outcome.finished,
+                unconfirmed: outcome.unconfirmed,
+            },
+        })?;
+    }
     tracing::info!(events = stats.events_total(), "file-watcher stopped");
     Ok(())
+}
+
+/// Sleeps for `d`; `Duration::MAX` (no limit) never ends, where `sleep` would overflow.
+async fn sleep_for(d: std::time::Duration) {
+    match tokio::time::Instant::now().checked_add(d) {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often the `--once` watchdog looks at the publisher.
+const ONCE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `--once` with RabbitMQ: stops the run (both tokens) once events have waited on the broker
+/// for `timeout` without a single confirmation, and leaves the reason in the returned slot
+/// (see [`once`]). A run that keeps confirming, however slowly, is never stopped.
+fn spawn_once_watchdog(
+    sink: Arc<publisher::Sink>,
+    stats: Arc<stats::Stats>,
+    timeout: std::time::Duration,
+    stop: [CancellationToken; 2],
+) -> Arc<std::sync::Mutex<Option<String>>> {
+    let reason = Arc::new(std::sync::Mutex::new(None));
+    let slot = Arc::clone(&reason);
+    tokio::spawn(async move {
+        let publisher::Sink::Amqp(p) = &*sink else {
+            return;
+        };
+        let mut tick = tokio::time::interval(ONCE_WATCH_EVERY);
+        let mut confirmed = stats.events_total();
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = stop[0].cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let status = p.status();
+            let now_confirmed = stats.events_total();
+            let waiting = status.in_flight > 0;
+            if now_confirmed != confirmed || !waiting {
+                confirmed = now_confirmed;
+                quiet_since = tokio::time::Instant::now();
+            }
+            if once::stalled(waiting, quiet_since.elapsed(), timeout) {
+                let why =
+                    once::stall_reason(&status, &p.unroutable(), &p.config().redacted(), timeout);
+                tracing::error!(in_flight = status.in_flight, "--once gives up: {why}");
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                for token in &stop {
+                    token.cancel();
+                }
+                return;
+            }
+        }
+    });
+    reason
 }
 
 /// Resolves the identity and takes STATE_DIR's lock. With `ON_DUPLICATE=standby` and the amqp
@@ -449,6 +544,11 @@ fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::Amq
     amqp.exchange = cfg.exchange.clone();
     amqp.watched_directory = cfg.data_dir.display().to_string();
     amqp.window = cfg.publish_window as usize;
+    amqp.queue = (!cfg.queue.is_empty()).then(|| publisher::QueueSpec {
+        name: cfg.queue.clone(),
+        kind: cfg.queue_type.to_publisher(),
+    });
+    amqp.on_unroutable = cfg.on_unroutable.to_publisher();
     Ok(amqp)
 }
 

@@ -66,11 +66,15 @@ fn main() -> ExitCode {
         Err(e) => {
             // A second live instance with this INSTANCE_ID (ON_DUPLICATE=exit): exit 3 with one
             // line that names the ID, the conflict and the fix, and nothing else.
-            if let Some(dup @ publisher::SinkError::Duplicate { .. }) =
-                e.downcast_ref::<publisher::SinkError>()
-            {
+            if let Some(dup @ publisher::SinkError::Duplicate { .. }) = sink_error(&e) {
                 eprintln!("file-watcher: {dup}");
                 return ExitCode::from(3);
+            }
+            // A queue that exists with other arguments than QUEUE_TYPE's: a setting to fix,
+            // one line naming both argument sets.
+            if let Some(q @ publisher::SinkError::QueueMismatch { .. }) = sink_error(&e) {
+                eprintln!("file-watcher: {q}");
+                return ExitCode::from(2);
             }
             // A config error found late (STATE_DIR, INSTANCE_ID) is still a config error.
             let code = if e.downcast_ref::<watcher::config::ConfigError>().is_some() {
@@ -83,6 +87,16 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// The sink's error behind `e`, at start-up (bare) or while running (inside the engine's).
+fn sink_error(e: &anyhow::Error) -> Option<&publisher::SinkError> {
+    e.downcast_ref::<publisher::SinkError>().or_else(|| {
+        match e.downcast_ref::<watcher::engine::EngineError>() {
+            Some(watcher::engine::EngineError::Sink(s)) => Some(s),
+            _ => None,
+        }
+    })
 }
 
 /// One line for a setting clap refused, naming the environment variable (the name users set in

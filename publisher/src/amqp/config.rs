@@ -64,6 +64,69 @@ pub struct AmqpConfig {
     pub backoff_initial: Duration,
     /// Cap of the reconnect delay, and the pace of retries after `ACCESS_REFUSED`.
     pub backoff_max: Duration,
+    /// The durable queue declared and bound to the exchange on every connection, before the
+    /// first publish, so that no event of a first run is lost for want of a consumer's queue.
+    /// `None`: the user manages the topology (then returned messages are what
+    /// [`AmqpConfig::on_unroutable`] says).
+    pub queue: Option<QueueSpec>,
+    /// What happens to a message the broker returns as unroutable.
+    pub on_unroutable: OnUnroutable,
+}
+
+/// The queue the publisher declares: durable, of one type, bound with [`QUEUE_BINDING`].
+///
+/// Every instance declares it with exactly these arguments, so declaring it again is a no-op;
+/// a queue that exists with other arguments is refused by the broker (`PRECONDITION_FAILED`) and
+/// reported as [`SinkError::QueueMismatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue's name.
+    pub name: String,
+    /// Its type (the `x-queue-type` argument).
+    pub kind: QueueType,
+}
+
+/// The binding key of the declared queue: every event type.
+pub const QUEUE_BINDING: &str = "file.#";
+/// The default name of the declared queue.
+pub const DEFAULT_QUEUE: &str = "file_events";
+
+/// The queue types a durable event queue can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueType {
+    /// A classic queue: one node, the broker's default.
+    Classic,
+    /// A quorum queue: replicated over a cluster's nodes (Raft); what a cluster should use.
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of `x-queue-type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Quorum => "quorum",
+        }
+    }
+}
+
+impl QueueSpec {
+    /// The arguments as they are declared, for messages: `durable=true, x-queue-type=classic`.
+    pub fn describe(&self) -> String {
+        format!("durable=true, x-queue-type={}", self.kind.as_str())
+    }
+}
+
+/// What to do with a message RabbitMQ returns as unroutable (published `mandatory`, and no
+/// queue is bound for its routing key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnroutable {
+    /// Keep it: publish it again, with backoff, until a queue takes it. It is not confirmed to
+    /// the caller meanwhile, so nothing is recorded as delivered that no queue has.
+    Hold,
+    /// Count it, log the first per routing key, and treat it as delivered: for deliberate
+    /// partial topologies, where some event types have no consumer.
+    Drop,
 }
 
 /// What an instance does when another live connection already claims its `INSTANCE_ID`.
@@ -327,6 +390,11 @@ impl AmqpConfig {
             window: DEFAULT_WINDOW,
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
+            // The library declares nothing and drops returns unless asked: benches and tools
+            // publish to exchanges of their own. The service's settings default to a queue
+            // and to holding.
+            queue: None,
+            on_unroutable: OnUnroutable::Drop,
         }
     }
 
@@ -440,6 +508,8 @@ impl fmt::Debug for AmqpConfig {
             .field("backoff_max", &self.backoff_max)
             .field("shuffle", &self.shuffle)
             .field("claim", &self.claim)
+            .field("queue", &self.queue)
+            .field("on_unroutable", &self.on_unroutable)
             .finish()
     }
 }

@@ -4,22 +4,25 @@
 use std::sync::Arc;
 
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind, PublisherConfirm,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::config::{claim_queue, AmqpConfig};
+use super::config::{claim_queue, AmqpConfig, QueueSpec, QUEUE_BINDING};
 use crate::error::SinkError;
 
 /// The AMQP reply code of `ACCESS_REFUSED`.
 const ACCESS_REFUSED: u16 = 403;
 /// The AMQP reply code of `RESOURCE_LOCKED`: an exclusive queue held by another connection.
 const RESOURCE_LOCKED: u16 = 405;
+/// The AMQP reply code of `PRECONDITION_FAILED`: a queue that exists with other arguments.
+const PRECONDITION_FAILED: u16 = 406;
 
 /// The outcome of one publish: the broker's confirmation, or why there is none.
 pub(crate) type Reply = oneshot::Sender<lapin::Result<Confirmation>>;
@@ -88,6 +91,9 @@ impl Link {
             )
             .await
             .map_err(transport)?;
+        if let Some(queue) = &config.queue {
+            declare_queue(&connection, config, index, queue).await?;
+        }
 
         // Capacity `window`: at most that many `deliver` calls hold a permit, so the queue never
         // makes a caller wait for long.
@@ -222,6 +228,69 @@ async fn write_publishes(
         }
     };
     tokio::join!(publish, confirm);
+}
+
+/// Declares the event queue and binds it to the exchange, on a channel of its own: a refused
+/// declare closes the channel it ran on, and the confirm channel must live.
+///
+/// # Errors
+/// [`SinkError::QueueMismatch`] when the queue exists with other arguments,
+/// [`SinkError::QueueRefused`] when the broker refuses it otherwise (permissions),
+/// [`SinkError::Transport`] when the connection fails.
+async fn declare_queue(
+    connection: &Connection,
+    config: &AmqpConfig,
+    index: usize,
+    queue: &QueueSpec,
+) -> Result<(), SinkError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| classify(config, index, e))?;
+    let refused = |e: lapin::Error| match e.kind() {
+        ErrorKind::ProtocolError(p) if p.get_id() == PRECONDITION_FAILED => {
+            SinkError::QueueMismatch {
+                queue: queue.name.clone(),
+                ours: queue.describe(),
+                url: config.redacted_at(index),
+                reason: p.get_message().to_string(),
+            }
+        }
+        ErrorKind::ProtocolError(p) if connection.status().connected() => SinkError::QueueRefused {
+            queue: queue.name.clone(),
+            url: config.redacted_at(index),
+            reason: p.get_message().to_string(),
+        },
+        _ => classify(config, index, e),
+    };
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(queue.kind.as_str())),
+    );
+    channel
+        .queue_declare(
+            queue.name.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(refused)?;
+    channel
+        .queue_bind(
+            queue.name.as_str().into(),
+            config.exchange.as_str().into(),
+            QUEUE_BINDING.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(refused)?;
+    let _ = channel.close(200, ShortString::from("declared")).await;
+    Ok(())
 }
 
 /// Tells a refused login apart from every other failure.

@@ -16,8 +16,9 @@ mod rotation;
 mod status;
 
 pub use config::{
-    claim_queue, parse_hosts, AmqpConfig, OnDuplicate, DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_WINDOW,
+    claim_queue, parse_hosts, AmqpConfig, OnDuplicate, OnUnroutable, QueueSpec, QueueType,
+    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_QUEUE, DEFAULT_WINDOW,
+    QUEUE_BINDING,
 };
-pub use publisher::{AmqpPublisher, BLOCKED_FAILOVER_AFTER, STANDBY_RETRY};
+pub use publisher::{AmqpPublisher, BLOCKED_FAILOVER_AFTER, HOLD_RETRY_MAX, STANDBY_RETRY};
 pub use status::AmqpStatus;

@@ -1,7 +1,7 @@
 //! The AMQP sink: a supervisor task that keeps one connection alive, and `deliver`, which
 //! publishes one message and returns only once the broker has acked it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
-use super::config::{claim_queue, connect_order, AmqpConfig, OnDuplicate};
+use super::config::{claim_queue, connect_order, AmqpConfig, OnDuplicate, OnUnroutable};
 use super::connection::{Link, PublishRequest};
 use super::rotation::{Next, Rotation};
 use super::status::{AmqpStatus, Counters};
@@ -80,7 +80,10 @@ struct Shared {
     window: Semaphore,
     counters: Counters,
     /// Routing keys whose returned messages were already logged: logged once, counted always.
+    /// A key is logged again after it was routable for a while.
     returned_keys: Mutex<HashSet<String>>,
+    /// Messages held as unroutable, per routing key (`OnUnroutable::Hold`).
+    held: Mutex<BTreeMap<&'static str, u64>>,
     /// When a nack was last logged at warn level.
     last_nack_log: Mutex<Option<tokio::time::Instant>>,
     /// Set by a `deliver` whose publish failed: the generation it failed on.
@@ -134,6 +137,52 @@ enum Attempt {
     Lost(Option<lapin::Error>),
 }
 
+/// Longest pause between two publishes of a held (unroutable) message: how soon a queue bound
+/// late gets what waited for it.
+pub const HOLD_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One message held as unroutable: counted under its routing key while it lives.
+struct Held<'a> {
+    shared: &'a Shared,
+    routing_key: &'static str,
+    backoff: Backoff,
+}
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared, routing_key: &'static str) -> Self {
+        *lock(&shared.held).entry(routing_key).or_insert(0) += 1;
+        Self {
+            shared,
+            routing_key,
+            backoff: Backoff::new(shared.config.backoff_initial, HOLD_RETRY_MAX),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    /// Released when the message was delivered, or when the caller gave up (shutdown): either
+    /// way it is no longer held here.
+    fn drop(&mut self) {
+        let mut held = lock(&self.shared.held);
+        if let Some(n) = held.get_mut(self.routing_key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(self.routing_key);
+                // Logged again if it becomes unroutable again.
+                lock(&self.shared.returned_keys).remove(self.routing_key);
+                if !self.shared.cancel.is_cancelled() {
+                    info!(
+                        instance_id = %self.shared.instance_id,
+                        routing_key = self.routing_key,
+                        "routing key {} is routable again: no message is held for it any more",
+                        self.routing_key
+                    );
+                }
+            }
+        }
+    }
+}
+
 impl AmqpPublisher {
     /// Starts the connection supervisor and returns at once; the first connection is made in
     /// the background.
@@ -154,6 +203,7 @@ impl AmqpPublisher {
             window: Semaphore::new(window),
             counters: Counters::default(),
             returned_keys: Mutex::new(HashSet::new()),
+            held: Mutex::new(BTreeMap::new()),
             last_nack_log: Mutex::new(None),
             broken_generation: AtomicU64::new(0),
             broken: Notify::new(),
@@ -194,6 +244,8 @@ impl AmqpPublisher {
 
         let mut failed_generation = 0;
         let mut first = true;
+        // Set while this message is held as unroutable; dropping it releases the hold.
+        let mut held: Option<Held<'_>> = None;
         loop {
             let link = self.ready_link(failed_generation).await?;
             Counters::bump(&shared.counters.published);
@@ -205,12 +257,29 @@ impl AmqpPublisher {
                 .attempt(&link, msg.routing_key(), &body, properties.clone())
                 .await?
             {
-                Attempt::Acked(returned) => {
+                Attempt::Acked(None) => {
                     Counters::bump(&shared.counters.acked);
-                    if let Some(returned) = returned {
-                        self.note_returned(&returned);
-                    }
                     return Ok(());
+                }
+                Attempt::Acked(Some(returned)) => {
+                    Counters::bump(&shared.counters.acked);
+                    self.note_returned(&returned);
+                    if shared.config.on_unroutable == OnUnroutable::Drop {
+                        return Ok(());
+                    }
+                    // No queue has it: keep it (not confirmed to the caller) and publish it
+                    // again until one does. The window slot stays taken meanwhile, so held
+                    // messages never take more than the window from other routing keys.
+                    let hold = held.get_or_insert_with(|| Held::new(shared, msg.routing_key()));
+                    let delay = hold.backoff.next_delay(fastrand::f64());
+                    debug!(
+                        instance_id = %shared.instance_id,
+                        message_id = %msg.message_id(),
+                        routing_key = msg.routing_key(),
+                        retry_in_s = delay.as_secs_f64(),
+                        "holding an unroutable message"
+                    );
+                    self.pause(delay).await?;
                 }
                 Attempt::Nacked => {
                     Counters::bump(&shared.counters.nacked);
@@ -412,16 +481,31 @@ impl AmqpPublisher {
         let key = returned.delivery.routing_key.as_str();
         let first = lock(&shared.returned_keys).insert(key.to_owned());
         if first {
+            let what = match shared.config.on_unroutable {
+                OnUnroutable::Hold => {
+                    "holding it and publishing it again until a queue is bound (bind one to the \
+                     exchange, or set QUEUE to have one declared)"
+                }
+                OnUnroutable::Drop => "dropped (ON_UNROUTABLE=drop)",
+            };
             warn!(
                 instance_id = %shared.instance_id,
                 exchange = %returned.delivery.exchange,
                 routing_key = %key,
                 reply_code = returned.reply_code,
                 reply_text = %returned.reply_text,
-                "RabbitMQ returned an unroutable message: no queue is bound for this routing key \
-                 (logged once per routing key; every one is counted as returned)"
+                "RabbitMQ returned an unroutable message: no queue is bound for routing key {key}; \
+                 {what} (logged once per routing key; every one is counted as returned)"
             );
         }
+    }
+
+    /// The routing keys that have messages held as unroutable, with how many, in key order.
+    pub fn unroutable(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.shared.held)
+            .iter()
+            .map(|(k, n)| (*k, *n))
+            .collect()
     }
 
     /// Whether a connection with a confirm channel is in place.
@@ -446,6 +530,7 @@ impl AmqpPublisher {
         let in_flight = window.saturating_sub(shared.window.available_permits()) as u64;
         let mut status = shared.counters.snapshot(connected, blocked, in_flight);
         status.standby = standby;
+        status.held = lock(&shared.held).values().sum();
         status
     }
 
@@ -666,6 +751,16 @@ async fn supervise(shared: Arc<Shared>) {
                     warn!(instance_id, address = %address, url = %url, reason = %reason, "lost the RabbitMQ connection; reconnecting");
                 }
                 delay_for(next, &mut backoff)
+            }
+            Ok(Err(error @ (SinkError::QueueMismatch { .. } | SinkError::QueueRefused { .. }))) => {
+                // Every node and every retry would refuse the declaration the same way.
+                *lock(&shared.failure) = Some(error);
+                shared.state.send_replace(LinkState {
+                    failed: true,
+                    ..LinkState::default()
+                });
+                info!(instance_id, "AMQP publisher stopped");
+                return;
             }
             Ok(Err(error @ SinkError::AccessRefused { .. })) => {
                 Counters::bump(&shared.counters.connect_failures);

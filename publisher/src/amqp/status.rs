@@ -27,8 +27,11 @@ pub struct AmqpStatus {
     /// Confirms that were a Nack; each nacked message is published again.
     pub nacked: u64,
     /// Messages the broker returned as unroutable (`mandatory`, no bound queue). They are also
-    /// acked, and count in `acked`.
+    /// acked, and count in `acked`. A held message counts once per return.
     pub returned: u64,
+    /// Messages held now because the broker returned them as unroutable: not confirmed to the
+    /// caller, published again until a queue takes them (`OnUnroutable::Hold`).
+    pub held: u64,
     /// Connections established after the first one.
     pub reconnects: u64,
     /// Connection attempts that failed.
@@ -65,6 +68,7 @@ impl Counters {
             acked: get(&self.acked),
             nacked: get(&self.nacked),
             returned: get(&self.returned),
+            held: 0,
             reconnects: get(&self.reconnects),
             connect_failures: get(&self.connect_failures),
         }

@@ -42,6 +42,9 @@ pub fn command(data: &Path, state: &Path, extra: &[&str]) -> Command {
         .args(extra)
         .env_remove("RABBITMQ_HOST")
         .env_remove("AMQP_URL")
+        // The broker tests bind queues of their own: no shared default queue on the test
+        // broker collecting every test's events. (tests/first_contact.rs sets QUEUE.)
+        .env("QUEUE", "")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
