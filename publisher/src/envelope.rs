@@ -192,7 +192,8 @@ impl Message {
     ///
     /// This is plain `serde_json`: a hand-written writer saved about 0.4 µs per event, which is
     /// invisible beside an AMQP publish (about 100 µs) and was measured side by side on
-    /// initial-small to the broker before it was removed (docs/e2e.md).
+    /// initial-small to the broker before it was removed (docs/performance.md; the runs are in
+    /// the CHANGELOG).
     ///
     /// # Errors
     /// Only if serde_json fails, which plain strings cannot make it do.
