@@ -223,19 +223,22 @@ pub struct Config {
     pub sink: SinkKind,
 
     /// Scan, report what changed since the last run, and exit: for batch jobs and benchmarks.
-    #[arg(long, env = "ONCE")]
+    /// As a variable: true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "ONCE", action = clap::ArgAction::SetTrue, value_parser = boolish)]
     pub once: bool,
 
     /// Accept DATA_DIR although it is another directory than the state store describes, or
     /// empty while the store knows files, and report what changed (deletions included). Without
     /// it such a DATA_DIR is taken for a volume that is not mounted, and nothing is reported until
     /// the right one is back. Use it once, after really moving or emptying the library.
-    #[arg(long, env = "ACCEPT_NEW_DATA_DIR")]
+    /// As a variable: true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "ACCEPT_NEW_DATA_DIR", action = clap::ArgAction::SetTrue, value_parser = boolish)]
     pub accept_new_data_dir: bool,
 
-    /// Address of the HTTP server for /health and /metrics; "off" disables it.
-    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    pub http_addr: String,
+    /// Address of the HTTP server for /health and /metrics; "off" disables it. Default:
+    /// 0.0.0.0:8080, but off with --once (a batch run has no one to answer), unless set.
+    #[arg(long, env = "HTTP_ADDR")]
+    pub http_addr: Option<String>,
 
     /// RabbitMQ host, or the nodes of a cluster as a comma-separated list of host or host:port
     /// (IPv6 as [::1]:5672), e.g. "rabbit-0,rabbit-1,rabbit-2". The instance connects to the
@@ -245,8 +248,9 @@ pub struct Config {
     pub rabbitmq_host: String,
 
     /// Try the broker addresses (RABBITMQ_HOST or AMQP_URL lists) in a random order, so that
-    /// instances spread over a cluster's nodes: true or false. False: in the order given.
-    #[arg(long, env = "RABBITMQ_SHUFFLE", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    /// instances spread over a cluster's nodes: true/false (1/0, yes/no, on/off). False: in the
+    /// order given.
+    #[arg(long, env = "RABBITMQ_SHUFFLE", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolish)]
     pub rabbitmq_shuffle: bool,
 
     /// When another live instance already holds this INSTANCE_ID on the broker: standby (wait,
@@ -334,6 +338,73 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+/// One line for a setting clap refused, naming the environment variable (the name users set in
+/// compose files and env files) and the flag: `invalid setting HINT_QUEUE (--hint-queue):
+/// "0": 0 is not in 1..=1000000`. Anything else keeps clap's own first line.
+pub fn setting_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => Some(a.clone()),
+        Some(ContextValue::Strings(a)) => a.first().cloned(),
+        _ => None,
+    };
+    // clap names an argument as `--flag <VALUE>`, or `--flag` for a switch: its variable is
+    // found by the flag.
+    let named = arg.as_deref().and_then(|a| {
+        let flag = a.split_once(" <").map_or(a, |(f, _)| f);
+        let long = flag.strip_prefix("--")?;
+        let command = <Config as clap::CommandFactory>::command();
+        let env = command
+            .get_arguments()
+            .find(|x| x.get_long() == Some(long))?
+            .get_env()?
+            .to_string_lossy()
+            .into_owned();
+        Some((flag.to_owned(), env))
+    });
+    match (e.kind(), named) {
+        (ErrorKind::MissingRequiredArgument, Some((flag, env))) => {
+            format!(
+                "invalid setting {env}: not set; set {env} (or {flag}) to the directory to watch"
+            )
+        }
+        (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some((flag, env))) => {
+            let value = match e.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(v)) => v.clone(),
+                _ => String::new(),
+            };
+            let why = std::error::Error::source(e).map_or_else(
+                || match e.get(ContextKind::ValidValue) {
+                    Some(ContextValue::Strings(v)) => format!("use one of {}", v.join(", ")),
+                    _ => "not a valid value".to_owned(),
+                },
+                ToString::to_string,
+            );
+            format!("invalid setting {env} ({flag}): {value:?}: {why}")
+        }
+        _ => {
+            let text = e.render().to_string();
+            text.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .to_owned()
+        }
+    }
+}
+
+/// A yes-or-no setting as people type it: `true/false`, `1/0`, `yes/no` or `on/off`, in any
+/// case. One parser for every boolean, so `ONCE=yes` and `RABBITMQ_SHUFFLE=YES` mean the same.
+///
+/// # Errors
+/// A message listing the accepted words.
+pub fn boolish(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("use true/false, 1/0, yes/no or on/off".into()),
+    }
+}
+
 /// A duration as `500ms`, `2s`, `5m`, `1h`, or plain seconds.
 ///
 /// # Errors
@@ -368,6 +439,11 @@ fn duration_in(s: &str, min: Duration, max: Duration, zero_ok: bool) -> Result<D
     })
 }
 
+/// Where the HTTP endpoints listen when HTTP_ADDR is not set.
+const DEFAULT_HTTP_ADDR: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 8080),
+);
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn settle_delay(s: &str) -> Result<Duration, String> {
@@ -390,9 +466,10 @@ fn once_timeout(s: &str) -> Result<Duration, String> {
     duration_in(s, Duration::from_secs(1), 24 * HOUR, false)
 }
 
-/// A setting that parsed but makes no sense.
+/// A setting that parsed but makes no sense. It names the variable and the flag, like clap's
+/// refusals (see [`setting_error`]): people set one or the other.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid setting {setting}: {problem}")]
+#[error("invalid setting {setting} (--{}): {problem}", setting.to_ascii_lowercase().replace('_', "-"))]
 pub struct ConfigError {
     /// The environment variable name of the setting.
     pub setting: &'static str,
@@ -449,16 +526,13 @@ impl Config {
                 ));
             }
         }
-        if !self.http_addr.eq_ignore_ascii_case("off")
-            && self.http_addr.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(bad(
-                "HTTP_ADDR",
-                format!(
-                    "{:?} is not an address like 0.0.0.0:8080 (or \"off\")",
-                    self.http_addr
-                ),
-            ));
+        if let Some(addr) = &self.http_addr {
+            if !addr.eq_ignore_ascii_case("off") && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad(
+                    "HTTP_ADDR",
+                    format!("{addr:?} is not an address like 0.0.0.0:8080 (or \"off\")"),
+                ));
+            }
         }
         crate::filter::Filter::new(&self.include, &self.exclude, &self.extensions)
             .map_err(|e| bad(e.setting, e.problem))?;
@@ -497,9 +571,40 @@ impl Config {
         }
     }
 
-    /// The HTTP listen address, or `None` when HTTP_ADDR is "off".
+    /// The HTTP listen address, or `None` when HTTP_ADDR is "off", or unset with `--once`.
     pub fn http_socket_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http_addr.parse().ok()
+        match &self.http_addr {
+            Some(addr) => addr.parse().ok(),
+            None if self.once => None,
+            None => Some(DEFAULT_HTTP_ADDR),
+        }
+    }
+
+    /// Binds the HTTP listener, before anything is created on disk, so that a port in use is
+    /// one line and exit 2 rather than a failure half-way through start-up.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for HTTP_ADDR saying what holds the address and how to fix it.
+    pub fn bind_http(&self) -> Result<Option<std::net::TcpListener>, ConfigError> {
+        let Some(addr) = self.http_socket_addr() else {
+            return Ok(None);
+        };
+        let listener = std::net::TcpListener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(l)
+        });
+        listener.map(Some).map_err(|e| ConfigError {
+            setting: "HTTP_ADDR",
+            problem: if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "{addr} is already in use (another instance, or another service); give each \
+                     instance its own port, e.g. HTTP_ADDR=0.0.0.0:{}, or HTTP_ADDR=off",
+                    addr.port().wrapping_add(1).max(1)
+                )
+            } else {
+                format!("cannot listen on {addr}: {e}; choose another address, or HTTP_ADDR=off")
+            },
+        })
     }
 
     /// Hashing threads, resolving the default.
@@ -514,6 +619,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("file-watcher").chain(args.iter().copied()))
@@ -594,6 +700,142 @@ mod tests {
         assert_eq!(c.rabbitmq_host, "a,b:5673,[::1]:5674");
         assert!(parse(&["--data-dir", "/", "--on-duplicate", "both"]).is_err());
         assert!(parse(&["--data-dir", "/", "--rabbitmq-shuffle", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn booleans_read_the_words_people_type() {
+        for (input, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("1", Some(true)),
+            ("yes", Some(true)),
+            ("Yes", Some(true)),
+            ("on", Some(true)),
+            ("ON", Some(true)),
+            (" on ", Some(true)),
+            ("false", Some(false)),
+            ("False", Some(false)),
+            ("0", Some(false)),
+            ("no", Some(false)),
+            ("NO", Some(false)),
+            ("off", Some(false)),
+            ("Off", Some(false)),
+            ("", None),
+            ("y", None),
+            ("2", None),
+            ("maybe", None),
+            ("truee", None),
+        ] {
+            assert_eq!(boolish(input).ok(), want, "{input:?}");
+        }
+        // Every boolean setting goes through it.
+        for (value, want) in [("YES", true), ("0", false), ("Off", false), ("on", true)] {
+            let c = parse(&["--data-dir", "/", "--rabbitmq-shuffle", value]).unwrap();
+            assert_eq!(c.rabbitmq_shuffle, want, "{value}");
+        }
+        let bools: Vec<_> = Config::command()
+            .get_arguments()
+            .filter(|a| {
+                matches!(
+                    a.get_action(),
+                    clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+                ) || a.get_id() == "rabbitmq_shuffle"
+            })
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(bools, ["ONCE", "ACCEPT_NEW_DATA_DIR", "RABBITMQ_SHUFFLE"]);
+    }
+
+    /// Every setting that can refuse a value names its variable and its flag when it does.
+    #[test]
+    fn every_refused_value_names_the_variable_and_the_flag() {
+        let huge = u64::MAX.to_string();
+        let mut refused = Vec::new();
+        for arg in Config::command().get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            let env = env.to_string_lossy().into_owned();
+            let flag = format!("--{long}");
+            for bad in ["garbage", "-1", "0", huge.as_str(), ""] {
+                let Err(e) = parse(&["--data-dir", "/", &flag, bad]) else {
+                    continue;
+                };
+                if !matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation
+                ) {
+                    continue;
+                }
+                let line = setting_error(&e);
+                assert!(
+                    line.starts_with(&format!("invalid setting {env} ({flag}): ")),
+                    "{flag} {bad:?}: {line}"
+                );
+                assert!(!line.contains('\n'), "{line}");
+                if !refused.contains(&env) {
+                    refused.push(env.clone());
+                }
+            }
+        }
+        for typed in [
+            "LOG_LEVEL",
+            "LOG_FORMAT",
+            "HASH_THREADS",
+            "SETTLE_DELAY",
+            "WATCH_MODE",
+            "POLL_INTERVAL",
+            "RECONCILE_INTERVAL",
+            "HINT_QUEUE",
+            "SINK",
+            "RABBITMQ_SHUFFLE",
+            "ON_DUPLICATE",
+            "RABBITMQ_PORT",
+            "PUBLISH_WINDOW",
+            "QUEUE_TYPE",
+            "ON_UNROUTABLE",
+            "ONCE_TIMEOUT",
+            "SHUTDOWN_TIMEOUT",
+        ] {
+            assert!(
+                refused.iter().any(|r| r == typed),
+                "{typed} refused nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn once_listens_only_when_told_to() {
+        let addr = |args: &[&str]| {
+            let mut all = vec!["--data-dir", "/"];
+            all.extend(args);
+            parse(&all)
+                .unwrap()
+                .http_socket_addr()
+                .map(|a| a.to_string())
+        };
+        assert_eq!(addr(&[]).as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(addr(&["--once"]), None);
+        assert_eq!(
+            addr(&["--once", "--http-addr", "127.0.0.1:9"]).as_deref(),
+            Some("127.0.0.1:9")
+        );
+        assert_eq!(addr(&["--http-addr", "OFF"]), None);
+    }
+
+    #[test]
+    fn a_port_in_use_is_a_setting_error_naming_it() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = held.local_addr().unwrap().to_string();
+        let c = parse(&["--data-dir", "/", "--http-addr", &at]).unwrap();
+        let e = c.bind_http().unwrap_err();
+        assert_eq!(e.setting, "HTTP_ADDR");
+        assert!(
+            e.problem.contains(&at) && e.problem.contains("in use"),
+            "{e}"
+        );
+        drop(held);
+        assert!(c.bind_http().unwrap().is_some());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The HTTP endpoints: liveness, readiness (see [`crate::health`] for what it means), a JSON
 //! status, and Prometheus metrics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -40,16 +39,17 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `cancel` fires.
+/// Serves on `listener` (bound by [`crate::config::Config::bind_http`] before start-up went
+/// further) until `cancel` fires.
 ///
 /// # Errors
-/// When the address cannot be bound (in use, or not permitted).
-pub async fn serve(
-    addr: SocketAddr,
+/// When the listener cannot be handed to the runtime.
+pub fn serve(
+    listener: std::net::TcpListener,
     state: Arc<HttpState>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(addr = %listener.local_addr()?, "HTTP endpoints at /health, /health/live, /health/ready, /metrics");
     tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };

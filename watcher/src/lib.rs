@@ -9,6 +9,7 @@ pub mod change;
 pub mod config;
 pub mod decide;
 pub mod engine;
+pub mod failure;
 pub mod filter;
 pub mod handoff;
 pub mod health;
@@ -56,6 +57,8 @@ const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// # Errors
 /// Start-up failures (state store, watcher, sink) and infrastructure failures while running.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    // Before STATE_DIR is created: a port in use leaves nothing behind.
+    let http_listener = cfg.bind_http()?;
     let id = establish_identity(&cfg).await?;
     logging::init(cfg.log_level, cfg.log_format, &id.instance_id);
     if let Some(notice) = &id.notice {
@@ -117,7 +120,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     spawn_signal_handler(cancel.clone());
 
     let root = Arc::new(root::RootState::new(&cfg.data_dir));
-    if let Some(addr) = cfg.http_socket_addr() {
+    if let Some(listener) = http_listener {
         let health = Arc::new(health::Health {
             instance_id: id.instance_id.clone(),
             data_dir: cfg.data_dir.display().to_string(),
@@ -134,11 +137,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         stats.register(&mut registry);
         registry.register_collector(Box::new(Arc::clone(&health)));
         let state = Arc::new(http::HttpState { health, registry });
-        http::serve(addr, state, cancel.clone())
-            .await
-            .with_context(|| {
-                format!("cannot serve HTTP on HTTP_ADDR={addr} (set HTTP_ADDR=off to disable)")
-            })?;
+        http::serve(listener, state, cancel.clone())
+            .context("cannot serve HTTP on HTTP_ADDR (set HTTP_ADDR=off to disable)")?;
     }
 
     // Nothing is scanned before this instance holds its INSTANCE_ID on the broker: a standby

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use watcher::config::Config;
+use watcher::failure;
 
 /// jemalloc instead of glibc's malloc. The pipeline thread allocates a handful of small strings
 /// and paths per event and frees them a moment later, often on another thread; glibc spent 150 to
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(watcher::healthcheck::main(std::env::args_os().skip(1)));
     }
+    watcher::failure::install_panic_hook();
     let mut cfg = match Config::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
@@ -32,13 +34,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("file-watcher: {} (see --help)", setting_error(&e));
-            return ExitCode::from(2);
+            eprintln!(
+                "file-watcher: {} (see --help)",
+                watcher::config::setting_error(&e)
+            );
+            return ExitCode::from(failure::EXIT_CONFIG);
         }
     };
     if let Err(e) = cfg.validate() {
         eprintln!("file-watcher: {e}");
-        return ExitCode::from(2);
+        return ExitCode::from(failure::EXIT_CONFIG);
     }
     // The engine runs on this thread, inside `block_on`, not on a worker: `watcher::run` awaits
     // it directly instead of spawning it, so its blocking calls (lstat, redb commits, stdout)
@@ -64,82 +69,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A second live instance with this INSTANCE_ID (ON_DUPLICATE=exit): exit 3 with one
-            // line that names the ID, the conflict and the fix, and nothing else.
-            if let Some(dup @ publisher::SinkError::Duplicate { .. }) = sink_error(&e) {
-                eprintln!("file-watcher: {dup}");
-                return ExitCode::from(3);
-            }
-            // A queue that exists with other arguments than QUEUE_TYPE's: a setting to fix,
-            // one line naming both argument sets.
-            if let Some(q @ publisher::SinkError::QueueMismatch { .. }) = sink_error(&e) {
-                eprintln!("file-watcher: {q}");
-                return ExitCode::from(2);
-            }
-            // A config error found late (STATE_DIR, INSTANCE_ID) is still a config error.
-            let code = if e.downcast_ref::<watcher::config::ConfigError>().is_some() {
-                2
-            } else {
-                1
-            };
-            tracing::error!(error = format!("{e:#}"), "file-watcher failed");
-            eprintln!("file-watcher: {e:#}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-/// The sink's error behind `e`, at start-up (bare) or while running (inside the engine's).
-fn sink_error(e: &anyhow::Error) -> Option<&publisher::SinkError> {
-    e.downcast_ref::<publisher::SinkError>().or_else(|| {
-        match e.downcast_ref::<watcher::engine::EngineError>() {
-            Some(watcher::engine::EngineError::Sink(s)) => Some(s),
-            _ => None,
-        }
-    })
-}
-
-/// One line for a setting clap refused, naming the environment variable (the name users set in
-/// compose files and env files) and the flag: `invalid setting HINT_QUEUE (--hint-queue):
-/// "0": 0 is not in 1..=1000000`. Anything else keeps clap's own first line.
-fn setting_error(e: &clap::Error) -> String {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    let arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(a)) => Some(a.clone()),
-        Some(ContextValue::Strings(a)) => a.first().cloned(),
-        _ => None,
-    };
-    // clap names an argument as `--flag <ENV_NAME>`: our value names are the variables.
-    let named = arg.as_deref().and_then(|a| {
-        let (flag, rest) = a.split_once(" <")?;
-        Some((flag.to_owned(), rest.trim_end_matches('>').to_owned()))
-    });
-    match (e.kind(), named) {
-        (ErrorKind::MissingRequiredArgument, Some((flag, env))) => {
-            format!(
-                "invalid setting {env}: not set; set {env} (or {flag}) to the directory to watch"
-            )
-        }
-        (ErrorKind::InvalidValue | ErrorKind::ValueValidation, Some((flag, env))) => {
-            let value = match e.get(ContextKind::InvalidValue) {
-                Some(ContextValue::String(v)) => v.clone(),
-                _ => String::new(),
-            };
-            let why = std::error::Error::source(e).map_or_else(
-                || match e.get(ContextKind::ValidValue) {
-                    Some(ContextValue::Strings(v)) => format!("use one of {}", v.join(", ")),
-                    _ => "not a valid value".to_owned(),
-                },
-                ToString::to_string,
-            );
-            format!("invalid setting {env} ({flag}): {value:?}: {why}")
-        }
-        _ => {
-            let text = e.render().to_string();
-            text.lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .to_owned()
+            // One line: a failure that carries its own fix (a duplicate INSTANCE_ID, a queue
+            // declared with other arguments, a damaged store) alone, anything else with its
+            // context, each cause once.
+            failure::say(&failure::headline(&e).unwrap_or_else(|| failure::one_line(&e)));
+            ExitCode::from(failure::exit_code(&e))
         }
     }
 }

@@ -182,3 +182,92 @@ fn an_ipv6_broker_host_is_resolved() {
         w.stderr_text()
     );
 }
+
+#[test]
+fn booleans_take_any_spelling_people_type_and_a_wrong_one_names_the_variable() {
+    let (_keep, data, state) = dirs();
+    let state_dir = state.path().join("s");
+    // ONCE spelled every true way: the run ends by itself (a service would not).
+    for value in ["true", "TRUE", "1", "yes", "Yes", "on", "ON"] {
+        let (code, err) = run_env(&data, &state_dir, &[("ONCE", value)]);
+        assert_eq!(code, 0, "ONCE={value}: {err}");
+    }
+    for (name, flag) in [
+        ("ONCE", "--once"),
+        ("ACCEPT_NEW_DATA_DIR", "--accept-new-data-dir"),
+        ("RABBITMQ_SHUFFLE", "--rabbitmq-shuffle"),
+    ] {
+        let fresh = state.path().join(format!("never-{name}"));
+        let (code, err) = run_env(&data, &fresh, &[(name, "maybe")]);
+        assert_eq!(code, 2, "{name}=maybe: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let want = format!("file-watcher: invalid setting {name} ({flag}): \"maybe\": use true/false, 1/0, yes/no or on/off");
+        assert!(err.starts_with(&want), "{name}: {err}");
+        assert!(!fresh.exists(), "{name}: STATE_DIR created");
+    }
+}
+
+/// `run_env` without HTTP_ADDR=off.
+fn run_http(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (i32, String) {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("DATA_DIR", data)
+        .env("STATE_DIR", state)
+        .env("SINK", "stdout")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_port_in_use_is_one_line_and_exit_2_before_state_dir_is_made() {
+    let (_keep, data, state) = dirs();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = held.local_addr().unwrap().to_string();
+    let state_dir = state.path().join("never-created");
+    for once in ["true", "false"] {
+        let (code, err) = run_http(&data, &state_dir, &[("HTTP_ADDR", &at), ("ONCE", once)]);
+        assert_eq!(code, 2, "ONCE={once}: {err}");
+        assert_eq!(err.lines().count(), 1, "ONCE={once}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "file-watcher: invalid setting HTTP_ADDR (--http-addr): {at} is already in use"
+            )),
+            "{err}"
+        );
+        assert!(
+            !state_dir.exists(),
+            "STATE_DIR created before the port was checked"
+        );
+    }
+}
+
+#[test]
+fn once_opens_no_http_port_unless_http_addr_is_set() {
+    let (_keep, data, state) = dirs();
+    // Hold 8080 (the default) if nobody else does: either way it is taken, and a --once that
+    // tried to listen there would fail.
+    let _held = std::net::TcpListener::bind("0.0.0.0:8080");
+    let (code, err) = run_http(&data, &state.path().join("s"), &[("ONCE", "1")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("HTTP endpoints at"), "{err}");
+    // Asked for explicitly, it does listen.
+    let (code, err) = run_http(
+        &data,
+        &state.path().join("s"),
+        &[("ONCE", "1"), ("HTTP_ADDR", "127.0.0.1:0")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("HTTP endpoints at"), "{err}");
+}
