@@ -110,7 +110,11 @@ fn golden_files_match_the_schema() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "golden files missing in {}", dir.display());
+    assert!(
+        files.len() >= 3,
+        "golden files missing in {}",
+        dir.display()
+    );
     for f in &files {
         assert_valid(&v, &f.display().to_string(), &read_json(f));
     }
@@ -141,7 +145,10 @@ fn documented_examples_match_the_schema() {
         .expect("README has a section \"What is in a message\"");
     let section = section.split("\n## ").next().unwrap_or_default();
     let examples = json_blocks(section);
-    assert!(!examples.is_empty(), "no ```json example in the README section");
+    assert!(
+        !examples.is_empty(),
+        "no ```json example in the README section"
+    );
     for e in &examples {
         assert_valid(&v, "the README example", e);
     }
@@ -174,7 +181,10 @@ fn altered_envelopes_fail_validation() {
             e["file_info"]["size_bytes"] = json!("5.0")
         }),
         ("no sha256_hash", &discovered, |e| {
-            e["file_info"].as_object_mut().unwrap().remove("sha256_hash");
+            e["file_info"]
+                .as_object_mut()
+                .unwrap()
+                .remove("sha256_hash");
         }),
         ("no correlation_id", &discovered, |e| {
             e.as_object_mut().unwrap().remove("correlation_id");
@@ -237,9 +247,11 @@ fn altered_envelopes_fail_validation() {
         ("path_base64 that is not base64", &non_utf8, |e| {
             e["file_info"]["path_base64"] = json!("not base64!")
         }),
-        ("path_base64 beside a path that is valid UTF-8", &non_utf8, |e| {
-            e["file_info"]["path"] = json!("/data/music/cafe.flac")
-        }),
+        (
+            "path_base64 beside a path that is valid UTF-8",
+            &non_utf8,
+            |e| e["file_info"]["path"] = json!("/data/music/cafe.flac"),
+        ),
     ];
     let mut accepted = Vec::new();
     for (what, base, change) in cases {
@@ -324,7 +336,10 @@ fn live_output_matches_the_schema() {
         "every event type: {events:#?}"
     );
     let info = |key: &str| events.iter().any(|e| e["file_info"].get(key).is_some());
-    assert!(info("path_base64") && info("old_path_base64"), "{events:#?}");
+    assert!(
+        info("path_base64") && info("old_path_base64"),
+        "{events:#?}"
+    );
     assert!(
         events.iter().any(|e| e["file_info"]["size_bytes"] == "0"),
         "the empty file: {events:#?}"
