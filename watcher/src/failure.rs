@@ -219,6 +219,45 @@ mod tests {
         assert!(headline(&anyhow::anyhow!("x")).is_none());
     }
 
+    /// The hook ends the whole process, so it is tried in a child: this test binary again,
+    /// running only this test, with a marker that makes it the child.
+    #[test]
+    fn a_panic_on_any_thread_ends_the_process_with_101_and_one_line() {
+        const NAME: &str =
+            "failure::tests::a_panic_on_any_thread_ends_the_process_with_101_and_one_line";
+        if std::env::var_os("FW_PANIC_CHILD").is_some() {
+            install_panic_hook();
+            let worker = std::thread::Builder::new()
+                .name("scan".into())
+                .spawn(|| panic!("boom"))
+                .unwrap();
+            let _ = worker.join();
+            // Only reached if the hook let the process go on: the parent sees exit 0.
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env("FW_PANIC_CHILD", "1")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(i32::from(EXIT_PANIC)), "{err}");
+        let said: Vec<_> = err
+            .lines()
+            .filter(|l| l.starts_with("file-watcher: "))
+            .collect();
+        assert_eq!(said.len(), 1, "{err}");
+        for part in [
+            "internal error: panicked on thread scan at",
+            "failure.rs",
+            ": boom;",
+        ] {
+            assert!(said[0].contains(part), "{:?} lacks {part:?}", said[0]);
+        }
+        assert!(!err.contains("stack backtrace"), "{err}");
+    }
+
     #[test]
     fn catch_panic_returns_the_message_and_the_value() {
         assert_eq!(catch_panic(|| 7), Ok(7));
