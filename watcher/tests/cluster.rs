@@ -1,4 +1,4 @@
-//! The `file-watcher` binary on the local three-node cluster (`scripts/rabbitmq-cluster`): one
+//! The `file-watcher` binary on the suite's three-node cluster (`scripts/test-broker cluster-up`): one
 //! live instance per INSTANCE_ID (`ON_DUPLICATE=exit` and `standby`), and three instances with
 //! different ids into one exchange without crossing over.
 //!
@@ -98,7 +98,7 @@ fn take_until_body(
 fn a_duplicate_in_exit_mode_exits_3_with_one_line() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-exit"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 
@@ -158,7 +158,7 @@ fn a_duplicate_in_exit_mode_exits_3_with_one_line() {
 fn a_standby_takes_over_within_10_s_of_a_kill_9_and_publishes_new_files() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-standby"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 
@@ -225,7 +225,7 @@ fn a_standby_takes_over_within_10_s_of_a_kill_9_and_publishes_new_files() {
 fn three_instances_share_the_exchange_without_crossing_over() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue) = (unique("ex"), unique("q"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
     const FILES: usize = 50;
@@ -318,7 +318,7 @@ fn three_instances_share_the_exchange_without_crossing_over() {
 fn a_second_replica_on_the_same_state_dir_waits_and_takes_over() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("scaled"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 
