@@ -4,8 +4,7 @@
 //! Every test holds the cluster alone ([`Cluster`]: a file lock shared with the watcher's
 //! cluster tests), starts it with the script and tears it down when it ends, failed or not. Only
 //! the extra nodes are stopped; the addresses are given unshuffled with an extra node first, so
-//! the node in use is one the test may stop. `scripts/test` runs this binary with
-//! `--test-threads=1`.
+//! the node in use is one the test may stop. The lock runs the tests one at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/cluster.rs"]

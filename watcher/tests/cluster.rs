@@ -3,8 +3,8 @@
 //! different ids into one exchange without crossing over.
 //!
 //! Every test holds the cluster alone (a file lock shared with the publisher's cluster tests),
-//! starts it with the script and tears it down when it ends, failed or not. `scripts/test` runs
-//! this binary with `--test-threads=1`.
+//! starts it with the script and tears it down when it ends, failed or not. The lock runs the
+//! tests one at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
