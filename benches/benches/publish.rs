@@ -1,5 +1,5 @@
-//! Publish throughput against a real RabbitMQ at `AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`): persistent messages with publisher confirms into a
+//! Publish throughput against a real RabbitMQ at `AMQP_URL` (default: the suite's own node,
+//! `amqp://guest:guest@127.0.0.1:5781/%2f`, started by `scripts/test-broker up`): persistent messages with publisher confirms into a
 //! durable topic exchange bound to one durable queue.
 //!
 //! * `bare lapin`: the ceiling ([`benches::bare`], shared with the e2e harness). One task
@@ -15,8 +15,9 @@
 //! Run: `cargo bench -p benches --bench publish`. `PUBLISH_BENCH_MESSAGES` (default 50,000) and
 //! `PUBLISH_BENCH_ROUNDS` (default 3) change the size of the run.
 //!
-//! `PUBLISH_BENCH_CLUSTER=1` runs the same comparison on the local three-node cluster
-//! (`scripts/rabbitmq-cluster`, brought up and down by the bench) into a **quorum** queue: bare
+//! `PUBLISH_BENCH_CLUSTER=1` runs the same comparison on the suite's three-node cluster
+//! (`scripts/test-broker cluster-up`, brought up and down by the bench; its first node must be
+//! up) into a **quorum** queue: bare
 //! lapin connects to the first extra node, and `AmqpPublisher` gets all three addresses
 //! unshuffled with that same node first, so both publish through the same node.
 
@@ -74,7 +75,11 @@ async fn run(on_cluster: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let redacted = AmqpConfig::from_urls(&urls, "bench").unwrap().redacted();
-    let admin = broker::Admin::connect().await;
+    let admin = if on_cluster {
+        broker::Admin::connect_suite().await
+    } else {
+        broker::Admin::connect().await
+    };
     let exchange = broker::unique("bench-fe");
     let queue = broker::unique("bench-q");
     if on_cluster {

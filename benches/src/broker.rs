@@ -15,8 +15,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
 
-/// The broker the tests use, unless `AMQP_URL` says otherwise.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The broker the tests use, unless `AMQP_URL` says otherwise: the suite's own node
+/// `fwtest-1@localhost` (`scripts/test-broker up`, or `scripts/test-broker run CMD…`).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5781/%2f";
 
 /// `AMQP_URL`, or the default.
 pub fn amqp_url() -> String {
@@ -34,7 +35,9 @@ pub async fn connect(url: &str, name: &str) -> Result<Channel> {
     )
     .await
     .context(
-        "cannot connect to RabbitMQ at AMQP_URL: start one (scripts/test does) or set AMQP_URL",
+        "cannot connect to RabbitMQ at AMQP_URL (default: the suite's node): start it with \
+         `scripts/test-broker up` (`scripts/test-broker down` after), run under \
+         `scripts/test-broker run …`, or set AMQP_URL",
     )?;
     // The channel keeps the connection open; the connection handle may go.
     Ok(connection.create_channel().await?)

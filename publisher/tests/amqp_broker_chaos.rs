@@ -1,6 +1,6 @@
 //! The AMQP publisher while the broker misbehaves: restarted mid-stream, down at start-up, and
-//! blocked by a memory alarm. These tests stop and alarm the shared broker at `AMQP_URL`, so
-//! they live in their own binary, run one at a time (a static lock), and each restores the
+//! blocked by a memory alarm. These tests stop and alarm the suite's own broker (never the one
+//! `AMQP_URL` may name), so they live in their own binary, run one at a time (a static lock), and each restores the
 //! broker in a drop guard, even when it fails: `start_app`, the memory watermark back at 0.4,
 //! and waiting until the broker answers again.
 //!
@@ -81,7 +81,7 @@ fn assert_all_arrived(sent: &[Message], got: &[lapin::message::Delivery]) -> usi
 async fn broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let _restore = RestoreBroker;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let exchange = unique("fe-restart");
     let queue = unique("q-restart");
     admin.bound_queue(&exchange, &queue).await;
@@ -89,7 +89,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
 
     let instance = unique("restart");
     let cancel = CancellationToken::new();
-    let p = AmqpPublisher::start(config(&instance, &exchange), cancel.clone());
+    let p = AmqpPublisher::start(suite_config(&instance, &exchange), cancel.clone());
     wait_connected(&p).await;
 
     // 5,000 messages fed over about 5 s, so the restart lands in the middle of the stream.
@@ -138,7 +138,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
     cancel.cancel();
     p.closed().await;
 
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let got = admin.take_all(&queue).await;
     let duplicates = assert_all_arrived(&sent, &got);
     eprintln!(
@@ -153,7 +153,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
 async fn broker_down_at_start_up_then_up_ten_seconds_later() {
     let _serial = SERIAL.lock().await;
     let _restore = RestoreBroker;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let exchange = unique("fe-late");
     let queue = unique("q-late");
     admin.bound_queue(&exchange, &queue).await;
@@ -162,7 +162,7 @@ async fn broker_down_at_start_up_then_up_ten_seconds_later() {
     ctl(&["-q", "stop_app"]).await;
     let instance = unique("late");
     let cancel = CancellationToken::new();
-    let mut c = config(&instance, &exchange);
+    let mut c = suite_config(&instance, &exchange);
     c.backoff_max = Duration::from_secs(2);
     let p = AmqpPublisher::start(c, cancel.clone());
     const N: usize = 500;
@@ -187,7 +187,7 @@ async fn broker_down_at_start_up_then_up_ten_seconds_later() {
     cancel.cancel();
     p.closed().await;
 
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let got = admin.take_all(&queue).await;
     assert_all_arrived(&sent, &got);
     assert_eq!(got.len(), N, "nothing was published twice");
@@ -198,14 +198,14 @@ async fn broker_down_at_start_up_then_up_ten_seconds_later() {
 async fn memory_alarm_pauses_publishing_then_resumes_without_loss() {
     let _serial = SERIAL.lock().await;
     let _restore = RestoreBroker;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let exchange = unique("fe-alarm");
     let queue = unique("q-alarm");
     admin.bound_queue(&exchange, &queue).await;
 
     let instance = unique("alarm");
     let cancel = CancellationToken::new();
-    let p = AmqpPublisher::start(config(&instance, &exchange), cancel.clone());
+    let p = AmqpPublisher::start(suite_config(&instance, &exchange), cancel.clone());
     wait_connected(&p).await;
     let mut sent: Vec<Message> = (0..50)
         .map(|i| message(&instance, EventType::FileModified, i))
@@ -270,7 +270,7 @@ async fn memory_alarm_pauses_publishing_then_resumes_without_loss() {
 async fn unconfirmed_messages_are_republished_after_a_restart() {
     let _serial = SERIAL.lock().await;
     let _restore = RestoreBroker;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let exchange = unique("fe-replay");
     let queue = unique("q-replay");
     admin.bound_queue(&exchange, &queue).await;
@@ -278,7 +278,7 @@ async fn unconfirmed_messages_are_republished_after_a_restart() {
 
     let instance = unique("replay");
     let cancel = CancellationToken::new();
-    let p = AmqpPublisher::start(config(&instance, &exchange), cancel.clone());
+    let p = AmqpPublisher::start(suite_config(&instance, &exchange), cancel.clone());
     wait_connected(&p).await;
 
     // A blocked connection holds published messages unconfirmed; a restart then cuts it, so
@@ -309,7 +309,7 @@ async fn unconfirmed_messages_are_republished_after_a_restart() {
     cancel.cancel();
     p.closed().await;
 
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let got = admin.take_all(&queue).await;
     let duplicates = assert_all_arrived(&sent, &got);
     eprintln!(

@@ -1,11 +1,10 @@
-//! The publisher on the local three-node cluster (`scripts/rabbitmq-cluster`): failover mid-stream
+//! The publisher on the suite's three-node cluster (`scripts/test-broker cluster-up`): failover mid-stream
 //! into a quorum queue, the first address down at start, and the failover time over five runs.
 //!
 //! Every test holds the cluster alone ([`Cluster`]: a file lock shared with the watcher's
 //! cluster tests), starts it with the script and tears it down when it ends, failed or not. Only
 //! the extra nodes are stopped; the addresses are given unshuffled with an extra node first, so
-//! the node in use is one the test may stop. `scripts/test` runs this binary with
-//! `--test-threads=1`.
+//! the node in use is one the test may stop. The lock runs the tests one at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/cluster.rs"]
@@ -55,7 +54,7 @@ async fn wait_address(p: &AmqpPublisher, want: impl Fn(&str) -> bool, timeout: D
 async fn failover_mid_stream_loses_nothing_in_a_quorum_queue() {
     capture_logs();
     let _cluster = blocking(Cluster::up).await;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("failover"));
     admin.quorum_queue(&exchange, &queue).await;
 
@@ -160,7 +159,7 @@ async fn failover_mid_stream_loses_nothing_in_a_quorum_queue() {
 async fn first_address_down_at_start_connects_to_the_next() {
     capture_logs();
     let cluster = blocking(Cluster::up).await;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("first-down"));
     admin.quorum_queue(&exchange, &queue).await;
     let (down, up) = (EXTRA_NODES[0], EXTRA_NODES[1]);
@@ -198,7 +197,7 @@ async fn first_address_down_at_start_connects_to_the_next() {
 async fn failover_time_over_five_runs() {
     capture_logs();
     let cluster = blocking(Cluster::up).await;
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let (exchange, queue, instance) = (unique("ex"), unique("q"), unique("failover-time"));
     admin.quorum_queue(&exchange, &queue).await;
     let mut times = Vec::new();

@@ -1,6 +1,7 @@
-//! The AMQP publisher against a real RabbitMQ at `AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`). These tests do not disturb the broker; each uses
-//! its own exchange and queue names and deletes them. Tests that stop or alarm the broker are in
+//! The AMQP publisher against a real RabbitMQ at `AMQP_URL` (default: the suite's own node,
+//! `scripts/test-broker`). These tests do not disturb the broker; each uses its own exchange and
+//! queue names and deletes them. The two that list the broker's connections use the suite's node
+//! always, since `rabbitmqctl` reaches only that one. Tests that stop or alarm the broker are in
 //! `amqp_broker_chaos.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -117,11 +118,11 @@ async fn envelope_and_properties_match_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_is_named_and_carries_client_properties() {
-    let _admin = Admin::connect().await;
+    let _admin = Admin::connect_suite().await;
     let exchange = unique("fe-name");
     let instance = unique("named");
     let cancel = CancellationToken::new();
-    let p = AmqpPublisher::start(config(&instance, &exchange), cancel.clone());
+    let p = AmqpPublisher::start(suite_config(&instance, &exchange), cancel.clone());
     wait_connected(&p).await;
 
     let listing = list_connections();
@@ -144,7 +145,7 @@ async fn connection_is_named_and_carries_client_properties() {
     cancel.cancel();
     p.closed().await;
     assert!(!p.is_connected());
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     admin.delete(&exchange, &[]).await;
 }
 
@@ -249,7 +250,7 @@ async fn unreachable_broker_is_waited_for_and_cancel_ends_waiting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_in_one_exchange_are_told_apart() {
-    let admin = Admin::connect().await;
+    let admin = Admin::connect_suite().await;
     let exchange = unique("fe-two");
     let queue = unique("q-two");
     admin.bound_queue(&exchange, &queue).await;
@@ -257,8 +258,8 @@ async fn two_instances_in_one_exchange_are_told_apart() {
     let cancel = CancellationToken::new();
     let a_id = unique("inst-a");
     let b_id = unique("inst-b");
-    let a = AmqpPublisher::start(config(&a_id, &exchange), cancel.clone());
-    let b = AmqpPublisher::start(config(&b_id, &exchange), cancel.clone());
+    let a = AmqpPublisher::start(suite_config(&a_id, &exchange), cancel.clone());
+    let b = AmqpPublisher::start(suite_config(&b_id, &exchange), cancel.clone());
     const EACH: usize = 200;
     let mut tasks = Vec::new();
     for i in 0..EACH {

@@ -1,6 +1,8 @@
 //! The watcher publishing to a real RabbitMQ, including through a broker restart and a broker
 //! that is down at start-up. The tests in this binary run one at a time: two of them stop the
-//! broker, and every one of them restores it when it ends, failed or not.
+//! broker, and every one of them restores it when it ends, failed or not. The tests that stop
+//! or administer the broker use the suite's own node (`scripts/test-broker`); the others use
+//! `AMQP_URL` when it is set.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +19,28 @@ use lapin::types::AMQPValue;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// An instance publishing to the test broker ([`amqp_url`]).
 fn amqp_command(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    exchange: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    command_on(&amqp_url(), data, state, exchange, extra)
+}
+
+/// An instance publishing to the suite's own node ([`suite_url`]), for the tests that stop it.
+fn suite_command(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    exchange: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    command_on(&suite_url(), data, state, exchange, extra)
+}
+
+fn command_on(
+    url: &str,
     data: &std::path::Path,
     state: &std::path::Path,
     exchange: &str,
@@ -35,7 +58,7 @@ fn amqp_command(
             "INFO",
         ],
     );
-    cmd.args(extra).env("AMQP_URL", amqp_url());
+    cmd.args(extra).env("AMQP_URL", url);
     cmd
 }
 
@@ -124,10 +147,10 @@ fn broker_restart_mid_stream_loses_nothing() {
     let rt = runtime();
     let (_keep, data, state) = dirs();
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     rt.block_on(admin.bound_queue(&exchange, &queue));
 
-    let w = Watcher::spawn(amqp_command(
+    let w = Watcher::spawn(suite_command(
         &data,
         state.path(),
         &exchange,
@@ -150,7 +173,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     rabbitmqctl(&["start_app"]);
     writer.join().unwrap();
 
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     // The message ids seen per path, from the deliveries that are new since the last call
     // only (see `take_until`).
     let mut by_path: HashMap<String, HashSet<String>> = HashMap::new();
@@ -197,11 +220,11 @@ fn broker_down_at_start_then_up_ten_seconds_later() {
     }
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
     {
-        let admin = rt.block_on(Admin::connect());
+        let admin = rt.block_on(Admin::connect_suite());
         rt.block_on(admin.bound_queue(&exchange, &queue));
     }
     rabbitmqctl(&["stop_app"]);
-    let mut child = amqp_command(
+    let mut child = suite_command(
         &data,
         state.path(),
         &exchange,
@@ -233,7 +256,7 @@ fn broker_down_at_start_then_up_ten_seconds_later() {
         stderr.contains("retry") || stderr.contains("Retry") || stderr.contains("cannot connect"),
         "{stderr}"
     );
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let got = rt.block_on(admin.take_until(&queue, Duration::from_secs(20), |g| g.len() >= 100));
     let paths: HashSet<_> = got
         .iter()
@@ -251,9 +274,7 @@ fn a_refused_claim_is_an_error_not_a_silent_pass() {
     struct DeleteUser(String);
     impl Drop for DeleteUser {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("rabbitmqctl")
-                .args(["-q", "delete_user", &self.0])
-                .output();
+            let _ = ctl_output(SUITE_NODE, &["-q", "delete_user", &self.0]);
         }
     }
     let user = unique("no-claim");
@@ -284,7 +305,10 @@ fn a_refused_claim_is_an_error_not_a_silent_pass() {
             "INFO",
         ],
     );
-    cmd.env("AMQP_URL", format!("amqp://{user}:pw@127.0.0.1:5672/%2f"));
+    cmd.env(
+        "AMQP_URL",
+        format!("amqp://{user}:pw@127.0.0.1:{SUITE_PORT}/%2f"),
+    );
     let mut w = Watcher::spawn(cmd);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -310,7 +334,7 @@ fn a_refused_claim_is_an_error_not_a_silent_pass() {
         "it went on without the claim:\n{log}"
     );
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     rt.block_on(admin.delete(&exchange, &[]));
 }
 
@@ -324,8 +348,10 @@ fn wrong_password_is_reported_clearly_and_never_printed() {
         state.path(),
         &["--sink", "amqp", "--log-level", "INFO"],
     );
+    let broker = publisher::AmqpConfig::from_url(&amqp_url(), "t").unwrap();
     cmd.env_remove("AMQP_URL")
-        .env("RABBITMQ_HOST", "127.0.0.1")
+        .env("RABBITMQ_HOST", broker.host())
+        .env("RABBITMQ_PORT", broker.port().to_string())
         .env("RABBITMQ_USER", "guest")
         .env("RABBITMQ_PASS", secret);
     let w = Watcher::spawn(cmd);

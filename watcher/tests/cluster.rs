@@ -1,10 +1,10 @@
-//! The `file-watcher` binary on the local three-node cluster (`scripts/rabbitmq-cluster`): one
+//! The `file-watcher` binary on the suite's three-node cluster (`scripts/test-broker cluster-up`): one
 //! live instance per INSTANCE_ID (`ON_DUPLICATE=exit` and `standby`), and three instances with
 //! different ids into one exchange without crossing over.
 //!
 //! Every test holds the cluster alone (a file lock shared with the publisher's cluster tests),
-//! starts it with the script and tears it down when it ends, failed or not. `scripts/test` runs
-//! this binary with `--test-threads=1`.
+//! starts it with the script and tears it down when it ends, failed or not. The lock runs the
+//! tests one at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -98,7 +98,7 @@ fn take_until_body(
 fn a_duplicate_in_exit_mode_exits_3_with_one_line() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-exit"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 
@@ -158,7 +158,7 @@ fn a_duplicate_in_exit_mode_exits_3_with_one_line() {
 fn a_standby_takes_over_within_10_s_of_a_kill_9_and_publishes_new_files() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("dup-standby"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 
@@ -225,7 +225,7 @@ fn a_standby_takes_over_within_10_s_of_a_kill_9_and_publishes_new_files() {
 fn three_instances_share_the_exchange_without_crossing_over() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue) = (unique("ex"), unique("q"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
     const FILES: usize = 50;
@@ -285,11 +285,16 @@ fn three_instances_share_the_exchange_without_crossing_over() {
             "{id} ({dir}) did not report each of its files"
         );
     }
-    // Each instance named the node it used; with shuffling they need not agree.
+    // Each instance named the node it used, one of the cluster's; with shuffling they need not
+    // agree.
+    let is_node = |s: &str| {
+        [DEFAULT_PORT, EXTRA_NODES[0].1, EXTRA_NODES[1].1]
+            .iter()
+            .any(|p| s.contains(&format!("127.0.0.1:{p}")))
+    };
     for w in &running {
-        assert!(w
-            .wait_log("connected to RabbitMQ")
-            .contains("127.0.0.1:567"));
+        let line = w.wait_log("connected to RabbitMQ");
+        assert!(is_node(&line), "{line}");
     }
     // The node in use is in /health and in the metric's label.
     let (code, health) = http_get(port, "/health").expect("/health answers");
@@ -299,7 +304,7 @@ fn three_instances_share_the_exchange_without_crossing_over() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(address.starts_with("127.0.0.1:567"), "{health}");
+    assert!(is_node(&address), "{health}");
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(
         metrics.contains(&format!(
@@ -318,7 +323,7 @@ fn three_instances_share_the_exchange_without_crossing_over() {
 fn a_second_replica_on_the_same_state_dir_waits_and_takes_over() {
     let _cluster = Cluster::up();
     let rt = runtime();
-    let admin = rt.block_on(Admin::connect());
+    let admin = rt.block_on(Admin::connect_suite());
     let (exchange, queue, id) = (unique("ex"), unique("q"), unique("scaled"));
     rt.block_on(admin.quorum_queue(&exchange, &queue));
 

@@ -10,8 +10,9 @@
 //! harness works). Prints one Markdown table; writes `results.json` and, when there is data for
 //! them, `live-latency.svg` and `throughput-by-size.svg` to `--out` (default
 //! `$CARGO_TARGET_DIR/e2e`), the SVGs to `--plots` instead when given. `AMQP_URL` names the
-//! broker (default amqp://guest:guest@127.0.0.1:5672/%2f); `E2E_BIN` a binary to measure instead
-//! of a fresh `cargo build --release -p watcher`. `--compare-bin` runs another build of the
+//! broker (default amqp://guest:guest@127.0.0.1:5781/%2f, the test suite's own node, which
+//! `scripts/test-broker run cargo run …` starts for the run and stops after); `E2E_BIN` a binary
+//! to measure instead of a fresh `cargo build --release -p watcher`. `--compare-bin` runs another build of the
 //! service beside ours in every initial-small round (two versions side by side).
 //!
 //! Exits 1 when any check fails (a missing, duplicate or unexpected event, a wrong digest, a
@@ -33,7 +34,8 @@ use clap::Parser as _;
 #[derive(clap::Parser)]
 #[command(
     name = "e2e",
-    after_help = "AMQP_URL names the broker (default amqp://guest:guest@127.0.0.1:5672/%2f). \
+    after_help = "AMQP_URL names the broker (default amqp://guest:guest@127.0.0.1:5781/%2f, the test suite's \
+own node: run under `scripts/test-broker run`). \
 E2E_BIN measures that binary instead of a fresh `cargo build --release -p watcher`. \
 Exits 1 when a check fails (a missing, repeated or unexpected event, a wrong digest, a failed run); \
 a missed goal is shown in the table and does not fail the run. See docs/e2e.md."

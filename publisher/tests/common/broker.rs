@@ -6,6 +6,11 @@
 //! tests and the publish bench include it with `#[path]`, so the topology they read from is
 //! declared the same way everywhere.
 //!
+//! The broker is the suite's own RabbitMQ node `fwtest-1@localhost` (`scripts/test-broker`, which
+//! `scripts/test` starts and stops), never the machine's own node. Tests that only publish and
+//! read use `AMQP_URL` instead when it is set; tests that stop, alarm or administer the broker
+//! always use the suite's node ([`suite_url`], [`rabbitmqctl`]).
+//!
 //! A test that cannot reach the broker fails with a message saying what to do; none is skipped.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -24,15 +29,35 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use publisher::AmqpConfig;
 
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The suite's node 1: its name and AMQP port (as `scripts/test-broker` starts it).
+pub const SUITE_NODE: &str = "fwtest-1@localhost";
+pub const SUITE_PORT: u16 = 5781;
+/// The suite's node 1, the broker of every test unless `AMQP_URL` names another.
+pub const SUITE_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5781/%2f";
 
+/// What to do when the suite's broker is not there.
+pub const START_HINT: &str = "run scripts/test, which starts the suite's own RabbitMQ node and \
+     stops it after, or `scripts/test-broker up` before `cargo test` (and `scripts/test-broker \
+     down` after)";
+
+/// The broker of the tests that only publish and read: `AMQP_URL`, or the suite's node.
 pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+    std::env::var("AMQP_URL").unwrap_or_else(|_| SUITE_AMQP_URL.to_owned())
+}
+
+/// The broker of the tests that stop, alarm or administer it: always the suite's own node, so
+/// `AMQP_URL` never points them at a broker someone else uses.
+pub fn suite_url() -> String {
+    SUITE_AMQP_URL.to_owned()
 }
 
 /// The broker URL without its password, for failure messages.
 pub fn redacted_url() -> String {
-    AmqpConfig::from_url(&amqp_url(), "test")
+    redacted(&amqp_url())
+}
+
+fn redacted(url: &str) -> String {
+    AmqpConfig::from_url(url, "test")
         .map(|c| c.redacted())
         .unwrap_or_else(|_| "<AMQP_URL is not a valid URL>".into())
 }
@@ -49,28 +74,41 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects or fails the test with a message that says what to do. Retries for a while
-    /// first: a broker test that ran just before may have restarted the broker.
+    /// Connects to [`amqp_url`] or fails the test with a message that says what to do. Retries
+    /// for a while first: a broker test that ran just before may have restarted the broker.
     pub async fn connect() -> Self {
+        Self::connect_to(&amqp_url()).await
+    }
+
+    /// The same on the suite's own node ([`suite_url`]), for the tests that disturb it.
+    pub async fn connect_suite() -> Self {
+        Self::connect_to(&suite_url()).await
+    }
+
+    pub async fn connect_to(url: &str) -> Self {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match Self::try_connect().await {
+            match Self::try_connect_to(url).await {
                 Ok(admin) => return admin,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(e) => panic!(
                     "cannot connect to RabbitMQ at {} ({e}). Broker tests need a running broker: \
-                     run scripts/test, which starts one, or set AMQP_URL",
-                    redacted_url()
+                     {START_HINT}; or set AMQP_URL for the tests that do not stop the broker",
+                    redacted(url)
                 ),
             }
         }
     }
 
     pub async fn try_connect() -> lapin::Result<Self> {
+        Self::try_connect_to(&amqp_url()).await
+    }
+
+    pub async fn try_connect_to(url: &str) -> lapin::Result<Self> {
         let connection = Connection::connect(
-            &amqp_url(),
+            url,
             ConnectionProperties::default().with_connection_name("tests-admin".into()),
         )
         .await?;
@@ -238,19 +276,44 @@ impl Admin {
     }
 }
 
-/// Runs `rabbitmqctl`; fails the test with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
+/// The repository's `scripts/test-broker`.
+pub fn test_broker_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-broker")
+}
+
+/// `rabbitmqctl` against a node of the suite (`scripts/test-broker ctl`, which brings the
+/// node's name, cookie and epmd); `None` when it cannot be run at all.
+pub fn ctl_output(node: &str, args: &[&str]) -> Option<std::process::Output> {
+    Command::new(test_broker_script())
+        .args(["ctl", "-n", node])
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+        .ok()
+}
+
+/// Runs `rabbitmqctl` on the suite's node 1; fails the test with its output when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    rabbitmqctl_on(SUITE_NODE, args)
+}
+
+/// Runs `rabbitmqctl` on the suite's node `node`; fails the test with its output when it fails.
+pub fn rabbitmqctl_on(node: &str, args: &[&str]) -> String {
+    let out = ctl_output(node, args).unwrap_or_else(|| {
+        panic!(
+            "cannot run {} ctl -n {node} {args:?}",
+            test_broker_script().display()
+        )
+    });
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {text}");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl -n {node} {args:?} failed ({START_HINT}): {text}"
+    );
     text
 }
 
-/// Puts the broker back the way the other tests expect it (app running, normal memory
+/// Puts the suite's broker back the way the other tests expect it (app running, normal memory
 /// watermark, accepting connections) when dropped, pass or fail, so one failure does not take
 /// every later broker test with it.
 pub struct RestoreBroker;
@@ -263,16 +326,13 @@ impl Drop for RestoreBroker {
 
 pub fn restore_broker() {
     let run = |args: &[&str]| {
-        let _ = Command::new("rabbitmqctl").args(args).output();
+        let _ = ctl_output(SUITE_NODE, args);
     };
     run(&["-q", "start_app"]);
     run(&["-q", "set_vm_memory_high_watermark", "0.4"]);
-    if let Ok(c) = AmqpConfig::from_url(&amqp_url(), "t") {
-        let addr = format!("{}:{}", c.host(), c.port());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(&addr).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", SUITE_PORT)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
     }
     run(&["-q", "await_startup"]);
 }

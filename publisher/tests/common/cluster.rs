@@ -1,9 +1,10 @@
-//! The local three-node cluster of `scripts/rabbitmq-cluster`, for the cluster tests and the
-//! cluster bench: one test at a time across every test binary (a file lock), the cluster
+//! The suite's three-node cluster (`scripts/test-broker cluster-up`), for the cluster tests and
+//! the cluster bench: one test at a time across every test binary (a file lock), the cluster
 //! started by the script, and torn down again by a guard however the test ends.
 //!
-//! Tests stop only the extra nodes (`fw-rabbit-2`, `fw-rabbit-3`), never the default
-//! `rabbit@localhost`: other broker tests may be using it at the same time.
+//! The cluster is made of the suite's own nodes only: `fwtest-2` and `fwtest-3` join
+//! `fwtest-1@localhost`, the suite's single-node broker, which `scripts/test` (or
+//! `scripts/test-broker up`) starts first. Tests stop only the extra nodes, never the first one.
 //!
 //! `FW_KEEP_CLUSTER=1` leaves the cluster up after each test (for a quick edit-test loop); the
 //! extra nodes' apps are still started again.
@@ -11,45 +12,43 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The extra nodes: (node name, AMQP port). Same as `scripts/rabbitmq-cluster nodes`.
-pub const EXTRA_NODES: [(&str, u16); 2] = [
-    ("fw-rabbit-2@localhost", 5673),
-    ("fw-rabbit-3@localhost", 5674),
-];
-/// The default node's AMQP port.
-pub const DEFAULT_PORT: u16 = 5672;
+/// The first node (the suite's single-node broker) and its AMQP port.
+pub const FIRST_NODE: &str = "fwtest-1@localhost";
+pub const DEFAULT_PORT: u16 = 5781;
+/// The extra nodes: (node name, AMQP port). Same as `scripts/test-broker`.
+pub const EXTRA_NODES: [(&str, u16); 2] =
+    [("fwtest-2@localhost", 5782), ("fwtest-3@localhost", 5783)];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-broker")
 }
 
-fn script(arg: &str) -> String {
-    let out = Command::new(repo().join("scripts/rabbitmq-cluster"))
+fn run_script(arg: &str) -> String {
+    let out = Command::new(script())
         .arg(arg)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/rabbitmq-cluster {arg}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run scripts/test-broker {arg}: {e}"));
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "scripts/rabbitmq-cluster {arg} failed: the cluster tests need the default RabbitMQ node \
-         running and root (or the rabbitmq user) to start two more; scripts/test does both.\n{text}"
+        "scripts/test-broker {arg} failed: the cluster tests need the suite's first node \
+         {FIRST_NODE} running (scripts/test starts it and stops it after; by hand: \
+         scripts/test-broker up, then scripts/test-broker down).\n{text}"
     );
     text
 }
 
-/// `rabbitmqctl -n NODE args`.
+/// `rabbitmqctl -n NODE args` on a node of the suite.
 pub fn ctl_on(node: &str, args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .arg("-n")
-        .arg(node)
+    let out = Command::new(script())
+        .args(["ctl", "-n", node])
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl -n {node} {args:?}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run scripts/test-broker ctl -n {node} {args:?}: {e}"));
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -59,15 +58,20 @@ pub fn ctl_on(node: &str, args: &[&str]) -> String {
     text
 }
 
+/// The AMQP URL of the first node, where the cluster tests declare and read their queues.
+pub fn first_url() -> String {
+    urls(&[DEFAULT_PORT])
+}
+
 /// The cluster, up and joined, held by this test alone. Dropping it puts every extra node's app
-/// back and runs `scripts/rabbitmq-cluster down` (unless `FW_KEEP_CLUSTER=1`), pass or fail.
+/// back and runs `scripts/test-broker cluster-down` (unless `FW_KEEP_CLUSTER=1`), pass or fail.
 pub struct Cluster {
     _lock: File,
 }
 
 impl Cluster {
     pub fn up() -> Self {
-        let path = std::env::temp_dir().join("file-watcher-rabbitmq-cluster.lock");
+        let path = std::env::temp_dir().join("file-watcher-test-broker-cluster.lock");
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -77,7 +81,7 @@ impl Cluster {
         lock.lock()
             .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
         let cluster = Self { _lock: lock };
-        script("up");
+        run_script("cluster-up");
         for (node, port) in EXTRA_NODES {
             wait_port(port, Duration::from_secs(60))
                 .unwrap_or_else(|| panic!("{node} does not answer on 127.0.0.1:{port}"));
@@ -85,7 +89,7 @@ impl Cluster {
         cluster
     }
 
-    /// Stops the app of an extra node (never the default one).
+    /// Stops the app of an extra node (never the first one).
     pub fn stop_app(&self, node: &str) {
         assert!(
             EXTRA_NODES.iter().any(|(n, _)| *n == node),
@@ -103,23 +107,21 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for (node, _) in EXTRA_NODES {
-            let _ = Command::new("rabbitmqctl")
-                .args(["-n", node, "-q", "start_app"])
+            let _ = Command::new(script())
+                .args(["ctl", "-n", node, "-q", "start_app"])
                 .output();
         }
         if std::env::var_os("FW_KEEP_CLUSTER").is_some_and(|v| v == "1") {
             return;
         }
-        let out = Command::new(repo().join("scripts/rabbitmq-cluster"))
-            .arg("down")
-            .output();
+        let out = Command::new(script()).arg("cluster-down").output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => eprintln!(
-                "scripts/rabbitmq-cluster down failed: {}",
+                "scripts/test-broker cluster-down failed: {}",
                 String::from_utf8_lossy(&o.stderr)
             ),
-            Err(e) => eprintln!("cannot run scripts/rabbitmq-cluster down: {e}"),
+            Err(e) => eprintln!("cannot run scripts/test-broker cluster-down: {e}"),
         }
     }
 }
@@ -150,5 +152,5 @@ pub fn node_of(port: u16) -> &'static str {
     EXTRA_NODES
         .iter()
         .find(|(_, p)| *p == port)
-        .map_or("rabbit@localhost", |(n, _)| n)
+        .map_or(FIRST_NODE, |(n, _)| n)
 }

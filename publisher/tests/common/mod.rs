@@ -1,9 +1,10 @@
 //! Helpers shared by the broker test binaries: a raw lapin connection for setting up and
 //! reading queues, unique names, sample messages, `rabbitmqctl`, and a log capture.
 //!
-//! Every broker test needs a RabbitMQ at `AMQP_URL` (default
-//! `amqp://guest:guest@127.0.0.1:5672/%2f`); `scripts/test` starts one. A test that cannot reach
-//! it fails with that message; none is skipped.
+//! Every broker test needs the suite's own RabbitMQ node (`scripts/test` starts it and stops it
+//! after; see `broker.rs`); the tests that do not disturb the broker use `AMQP_URL` instead when
+//! it is set. A test that cannot reach its broker fails with a message saying what to do; none is
+//! skipped.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
@@ -21,9 +22,19 @@ use publisher::{AmqpConfig, Envelope, EventType, FileFacts, Message};
 
 pub use broker::*;
 
-/// A publisher config for the test broker, with quick backoff.
+/// A publisher config for the test broker ([`amqp_url`]), with quick backoff.
 pub fn config(instance_id: &str, exchange: &str) -> AmqpConfig {
-    let mut c = AmqpConfig::from_url(&amqp_url(), instance_id).expect("AMQP_URL is valid");
+    config_for(&amqp_url(), instance_id, exchange)
+}
+
+/// The same on the suite's own node ([`suite_url`]), for the tests that disturb the broker or
+/// look at its connections.
+pub fn suite_config(instance_id: &str, exchange: &str) -> AmqpConfig {
+    config_for(&suite_url(), instance_id, exchange)
+}
+
+fn config_for(url: &str, instance_id: &str, exchange: &str) -> AmqpConfig {
+    let mut c = AmqpConfig::from_url(url, instance_id).expect("AMQP_URL is valid");
     c.exchange = exchange.to_owned();
     c.watched_directory = format!("/data/{instance_id}");
     c.backoff_initial = Duration::from_millis(100);
@@ -80,7 +91,7 @@ pub fn ids(deliveries: &[Delivery]) -> HashMap<String, usize> {
     seen
 }
 
-/// `rabbitmqctl list_connections name client_properties`.
+/// `rabbitmqctl list_connections name client_properties` on the suite's node.
 pub fn list_connections() -> String {
     rabbitmqctl(&["-q", "list_connections", "name", "client_properties"])
 }
