@@ -10,16 +10,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The binary with only the environment given, and its own empty STATE_DIR parent.
-fn run_env(data: &std::path::Path, state: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
+/// The binary with only DATA_DIR, STATE_DIR, the stdout sink and `env` in its environment.
+fn run_with(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("DATA_DIR", data)
         .env("STATE_DIR", state)
         .env("SINK", "stdout")
-        .env("HTTP_ADDR", "off")
-        .env("ONCE", "true")
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -28,6 +31,13 @@ fn run_env(data: &std::path::Path, state: &std::path::Path, env: &[(&str, &str)]
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A `--once` run without HTTP endpoints, with `env` on top.
+fn run_env(data: &std::path::Path, state: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
+    let mut all = vec![("HTTP_ADDR", "off"), ("ONCE", "true")];
+    all.extend_from_slice(env);
+    run_with(data, state, &all)
 }
 
 #[test]
@@ -207,29 +217,6 @@ fn booleans_take_any_spelling_people_type_and_a_wrong_one_names_the_variable() {
     }
 }
 
-/// `run_env` without HTTP_ADDR=off.
-fn run_http(
-    data: &std::path::Path,
-    state: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (i32, String) {
-    let mut cmd = Command::new(bin());
-    cmd.env_clear()
-        .env("DATA_DIR", data)
-        .env("STATE_DIR", state)
-        .env("SINK", "stdout")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_port_in_use_is_one_line_and_exit_2_before_state_dir_is_made() {
     let (_keep, data, state) = dirs();
@@ -237,7 +224,7 @@ fn a_port_in_use_is_one_line_and_exit_2_before_state_dir_is_made() {
     let at = held.local_addr().unwrap().to_string();
     let state_dir = state.path().join("never-created");
     for once in ["true", "false"] {
-        let (code, err) = run_http(&data, &state_dir, &[("HTTP_ADDR", &at), ("ONCE", once)]);
+        let (code, err) = run_with(&data, &state_dir, &[("HTTP_ADDR", &at), ("ONCE", once)]);
         assert_eq!(code, 2, "ONCE={once}: {err}");
         assert_eq!(err.lines().count(), 1, "ONCE={once}: {err}");
         assert!(
@@ -259,11 +246,11 @@ fn once_opens_no_http_port_unless_http_addr_is_set() {
     // Hold 8080 (the default) if nobody else does: either way it is taken, and a --once that
     // tried to listen there would fail.
     let _held = std::net::TcpListener::bind("0.0.0.0:8080");
-    let (code, err) = run_http(&data, &state.path().join("s"), &[("ONCE", "1")]);
+    let (code, err) = run_with(&data, &state.path().join("s"), &[("ONCE", "1")]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("HTTP endpoints at"), "{err}");
     // Asked for explicitly, it does listen.
-    let (code, err) = run_http(
+    let (code, err) = run_with(
         &data,
         &state.path().join("s"),
         &[("ONCE", "1"), ("HTTP_ADDR", "127.0.0.1:0")],
