@@ -61,35 +61,67 @@ fn sigterm_while_big_files_hash_exits_zero_within_the_deadline() {
     );
 }
 
+/// Whether a thread of `pid` sleeps inside write(2) on its stdout (`/proc/PID/task/*/syscall`
+/// names the call only for a thread that sleeps in it; a running one reads "running").
+fn writing_to_stdout(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let calls = [libc::SYS_write.to_string(), libc::SYS_writev.to_string()];
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| {
+            let mut f = s.split_whitespace();
+            f.next().is_some_and(|n| calls.iter().any(|c| c == n)) && f.next() == Some("0x1")
+        })
+    })
+}
+
 #[test]
 fn a_second_signal_exits_at_once() {
     let (_keep, data, state) = dirs();
-    for i in 0..5 {
-        std::fs::write(data.join(format!("f{i}.flac")), format!("{i}")).unwrap();
+    // More envelopes than a pipe holds (64 KiB), on a stdout nobody reads: the writes block, so
+    // a graceful stop cannot finish (it would deliver the event it is writing first) and only a
+    // second signal ends the run.
+    for i in 0..1000 {
+        std::fs::write(data.join(format!("track{i:04}.flac")), format!("{i}")).unwrap();
     }
-    // Nothing listens on port 1: the events wait for confirms that never come, and a graceful
-    // stop would wait the whole minute.
+    let (_read_end, write_end) = std::io::pipe().unwrap();
     let mut cmd = command(
         &data,
         state.path(),
-        &[
-            "--sink",
-            "amqp",
-            "--shutdown-timeout",
-            "60s",
-            "--settle-delay",
-            "1ms",
-        ],
+        &["--shutdown-timeout", "60s", "--settle-delay", "1ms"],
     );
-    cmd.env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
-    let mut w = Watcher::spawn(cmd);
-    w.wait_log("cannot connect to RabbitMQ");
+    cmd.stdout(std::process::Stdio::from(write_end));
+    let mut child = cmd.spawn().unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&stderr);
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let (_never, events) = std::sync::mpsc::channel();
+    let mut w = Watcher {
+        child,
+        events,
+        stderr,
+    };
+    let start = Instant::now();
+    while !writing_to_stdout(w.child.id()) {
+        assert!(
+            start.elapsed() < WAIT,
+            "never blocked writing an envelope:\n{}",
+            w.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     signal(&w, "-TERM");
     w.wait_log("shutdown requested");
-    std::thread::sleep(Duration::from_millis(500));
     assert!(
         w.child.try_wait().unwrap().is_none(),
-        "did not wait for its confirms"
+        "a graceful stop ended without delivering the event it was writing"
     );
     signal(&w, "-TERM");
     let (status, _) = exit_within(&mut w, Duration::from_secs(3));
