@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(watcher::healthcheck::main(std::env::args_os().skip(1)));
     }
-    watcher::failure::install_panic_hook();
+    failure::install_panic_hook();
     let mut cfg = match Config::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
