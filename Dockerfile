@@ -1,12 +1,17 @@
-# syntax=docker/dockerfile:1
-# Build: docker build -t tracktion/file-watcher:latest .
-# Run:   docker run --read-only -v /host/music:/data/music:ro -v fw-state:/var/lib/file-watcher \
-#          -e INSTANCE_ID=watcher-music -e DATA_DIR=/data/music -e RABBITMQ_HOST=rabbitmq ... \
-#          tracktion/file-watcher:latest
+# Build: docker build -t file-watcher .       (the image is file-watcher:latest; nobody publishes it)
+# Run:   see the README's "Docker" section, or docker-compose.multi-instance.yaml.
+#
+# The base images are build arguments whose defaults are the pinned public images. With no
+# registry at hand, any image with the same contents stands in (scripts/test-containers makes
+# both from Debian packages):
+#   docker build --build-arg RUST_IMAGE=my/rust:1.95.0 --build-arg RUNTIME_IMAGE=my/debian:12 .
+# The toolchain the project is developed and tested with:
+ARG RUST_IMAGE=rust:1.95.0-bookworm
+# Debian 12, as the build stage (the binary links against its glibc):
+ARG RUNTIME_IMAGE=debian:12.12-slim
 
 # --- build -----------------------------------------------------------------------------------
-# Pinned to the toolchain the project is developed and tested with.
-FROM rust:1.95.0-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 
 # Dependencies first, in a layer of their own: it is rebuilt only when a manifest or the lock
@@ -34,7 +39,7 @@ RUN find hasher/src publisher/src watcher/src -name '*.rs' -exec touch {} + \
     && target/release/file-watcher --version
 
 # --- runtime ---------------------------------------------------------------------------------
-FROM debian:12.12-slim
+FROM ${RUNTIME_IMAGE}
 # ca-certificates: the trust store for amqps:// brokers.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \

@@ -146,7 +146,15 @@ impl Health {
             .into_iter()
             .chain(unroutable.as_deref())
             .collect();
-        let reasons = decide(store_open, &root, &sink_problems);
+        let standby = amqp.is_some_and(|s| s.standby);
+        // A standby looks at DATA_DIR only once it takes over: until then "being checked" is
+        // not a problem of its own, and must not make a healthy standby look failed.
+        let root_verdict = if standby {
+            RootHealth::Sound
+        } else {
+            root.clone()
+        };
+        let reasons = decide(store_open, &root_verdict, &sink_problems);
         let sink = match amqp {
             Some(st) => serde_json::json!({
                 "kind": "amqp",
@@ -170,6 +178,7 @@ impl Health {
         };
         let body = serde_json::json!({
             "ready": reasons.is_empty(),
+            "standby": standby,
             "reasons": reasons,
             "store_open": store_open,
             "data_dir": {
@@ -200,7 +209,56 @@ struct NodeLabels {
     address: String,
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: bool) -> std::fmt::Result {
+/// `file_watcher_standby`: the one series that tells a standby from a failing instance,
+/// whichever of the two waits it is in (STATE_DIR's lock, or the INSTANCE_ID claim).
+pub const STANDBY_METRIC: (&str, &str) = (
+    "file_watcher_standby",
+    "1 while this instance stands by for another live one with its INSTANCE_ID or STATE_DIR \
+     (ON_DUPLICATE=standby); healthy, but not ready",
+);
+
+/// `file_watcher_ready`.
+pub const READY_METRIC: (&str, &str) = (
+    "file_watcher_ready",
+    "1 when the store is open, DATA_DIR is sound and the sink takes messages",
+);
+
+/// `file_watcher_info`, always 1, with the labels that say which instance it is.
+///
+/// # Errors
+/// Only the encoder's.
+pub fn encode_info(
+    e: &mut DescriptorEncoder,
+    instance_id: &str,
+    watch_mode: &'static str,
+    sink: &'static str,
+) -> std::fmt::Result {
+    let labels = InfoLabels {
+        instance_id: instance_id.to_owned(),
+        version: env!("CARGO_PKG_VERSION"),
+        watch_mode,
+        sink,
+    };
+    let info = ConstGauge::new(1i64);
+    let mut family = e.encode_descriptor(
+        "file_watcher_info",
+        "Always 1; the labels say which instance, version, watch mode and sink",
+        None,
+        info.metric_type(),
+    )?;
+    info.encode(family.encode_family(&labels)?)
+}
+
+/// A 0/1 gauge.
+///
+/// # Errors
+/// Only the encoder's.
+pub fn encode_gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: bool,
+) -> std::fmt::Result {
     let g = ConstGauge::new(i64::from(v));
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
@@ -215,45 +273,34 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 /// first scrape.
 impl Collector for Health {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let labels = InfoLabels {
-            instance_id: self.instance_id.clone(),
-            version: env!("CARGO_PKG_VERSION"),
-            watch_mode: if self.stats.polling.load(Ordering::Relaxed) {
-                "poll"
-            } else {
-                self.watch_mode
-            },
-            sink: self.sink_kind,
+        let watch_mode = if self.stats.polling.load(Ordering::Relaxed) {
+            "poll"
+        } else {
+            self.watch_mode
         };
-        let info = ConstGauge::new(1i64);
-        let mut family = e.encode_descriptor(
-            "file_watcher_info",
-            "Always 1; the labels say which instance, version, watch mode and sink",
-            None,
-            info.metric_type(),
-        )?;
-        info.encode(family.encode_family(&labels)?)?;
+        encode_info(&mut e, &self.instance_id, watch_mode, self.sink_kind)?;
         let ready = self.readiness();
-        gauge(
+        encode_gauge(&mut e, READY_METRIC.0, READY_METRIC.1, ready.ready)?;
+        encode_gauge(
             &mut e,
-            "file_watcher_ready",
-            "1 when the store is open, DATA_DIR is sound and the sink takes messages",
-            ready.ready,
+            STANDBY_METRIC.0,
+            STANDBY_METRIC.1,
+            self.amqp_status().is_some_and(|s| s.standby),
         )?;
-        gauge(
+        encode_gauge(
             &mut e,
             "file_watcher_data_dir_healthy",
             "1 when DATA_DIR is the readable directory the instance started on",
             self.root.health().is_sound(),
         )?;
-        gauge(
+        encode_gauge(
             &mut e,
             "file_watcher_initial_scan_done",
             "1 once the first full scan has been reported",
             self.stats.initial_scan_done.load(Ordering::Relaxed),
         )?;
         if let Some(st) = self.amqp_status() {
-            gauge(
+            encode_gauge(
                 &mut e,
                 "file_watcher_broker_connected",
                 "1 while a connection with a confirm channel to RabbitMQ is open",
@@ -270,13 +317,13 @@ impl Collector for Health {
             node.encode(family.encode_family(&NodeLabels {
                 address: self.broker_address().unwrap_or_default(),
             })?)?;
-            gauge(
+            encode_gauge(
                 &mut e,
                 "file_watcher_broker_standby",
                 "1 while another live instance holds this INSTANCE_ID and this one stands by",
                 st.standby,
             )?;
-            gauge(
+            encode_gauge(
                 &mut e,
                 "file_watcher_broker_blocked",
                 "1 while RabbitMQ blocks the connection (memory or disk alarm)",

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-/// file-watcher healthcheck: exits 0 when the instance at HTTP_ADDR is ready, 1 when it is not
-/// or does not answer, printing one line that says why.
+/// file-watcher healthcheck: exits 0 when the instance at HTTP_ADDR is ready or a healthy
+/// standby (ON_DUPLICATE=standby), 1 when it is not or does not answer, printing one line that
+/// says why.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "file-watcher healthcheck",
@@ -85,7 +86,14 @@ pub fn verdict(response: &str) -> Result<String, String> {
                 .as_array()
                 .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
                 .unwrap_or_default();
-            if reasons.is_empty() {
+            // A standby is healthy: it does what it should, waiting to take over. Anything
+            // besides standing by is a problem as usual.
+            if v["standby"] == true
+                && !reasons.is_empty()
+                && reasons.iter().all(|r| r.starts_with("standby"))
+            {
+                Ok(reasons.join("; "))
+            } else if reasons.is_empty() {
                 Err("not ready".into())
             } else {
                 Err(format!("not ready: {}", reasons.join("; ")))
@@ -214,6 +222,28 @@ mod tests {
                     r#"{"ready":false,"reasons":["not connected to RabbitMQ","DATA_DIR /d is missing"]}"#,
                 ),
                 Err("not ready: not connected to RabbitMQ; DATA_DIR /d is missing"),
+            ),
+            (
+                http(
+                    "503 Service Unavailable",
+                    r#"{"ready":false,"standby":true,"reasons":["standby: STATE_DIR /s is in use"]}"#,
+                ),
+                Ok("standby: STATE_DIR /s is in use"),
+            ),
+            // Standing by does not hide another problem.
+            (
+                http(
+                    "503 Service Unavailable",
+                    r#"{"ready":false,"standby":true,"reasons":["standby: claim held","DATA_DIR /d is missing"]}"#,
+                ),
+                Err("not ready: standby: claim held; DATA_DIR /d is missing"),
+            ),
+            (
+                http(
+                    "503 Service Unavailable",
+                    r#"{"ready":false,"standby":false,"reasons":["standby-ish words"]}"#,
+                ),
+                Err("not ready: standby-ish words"),
             ),
             (http("404 Not Found", "nope"), Err("HTTP 404")),
             ("SSH-2.0-OpenSSH".to_owned(), Err("not HTTP")),

@@ -59,12 +59,41 @@ const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Before STATE_DIR is created: a port in use leaves nothing behind.
     let http_listener = cfg.bind_http()?;
-    let id = establish_identity(&cfg).await?;
+    let sink_kind = cfg.resolved_sink();
+    let sink_word = match sink_kind {
+        SinkKind::Amqp => "amqp",
+        SinkKind::Stdout | SinkKind::Auto => "stdout",
+    };
+    // From here a SIGTERM ends the run with 0, also while standing by for STATE_DIR's lock.
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    // The endpoints answer at once: a standby waiting for the lock is alive, and says so.
+    let http = match http_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let state = Arc::new(http::HttpState::waiting(
+                cfg.instance_id.as_deref(),
+                &cfg.data_dir,
+                cfg.watch_mode.as_str(),
+                sink_word,
+            ));
+            http::serve(listener, Arc::clone(&state), cancel.clone())
+                .context("cannot serve HTTP on HTTP_ADDR (set HTTP_ADDR=off to disable)")?;
+            Some((state, addr))
+        }
+        None => None,
+    };
+    let Some(id) = establish_identity(&cfg, &cancel, http.as_ref().map(|(s, _)| &**s)).await?
+    else {
+        return Ok(());
+    };
     logging::init(cfg.log_level, cfg.log_format, &id.instance_id);
     if let Some(notice) = &id.notice {
         tracing::info!("{notice}");
     }
-    let sink_kind = cfg.resolved_sink();
+    if let Some((_, Some(addr))) = &http {
+        tracing::info!(addr = %addr, "HTTP endpoints at /health, /health/live, /health/ready, /metrics");
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %cfg.data_dir.display(),
@@ -116,19 +145,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let sink = Arc::new(sink);
 
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
-
     let root = Arc::new(root::RootState::new(&cfg.data_dir));
-    if let Some(listener) = http_listener {
+    if let Some((state, _)) = &http {
         let health = Arc::new(health::Health {
             instance_id: id.instance_id.clone(),
             data_dir: cfg.data_dir.display().to_string(),
             watch_mode: cfg.watch_mode.as_str(),
-            sink_kind: match sink_kind {
-                SinkKind::Amqp => "amqp",
-                SinkKind::Stdout | SinkKind::Auto => "stdout",
-            },
+            sink_kind: sink_word,
             stats: Arc::clone(&stats),
             sink: Arc::clone(&sink),
             root: Arc::clone(&root),
@@ -136,9 +159,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let mut registry = prometheus_client::registry::Registry::default();
         stats.register(&mut registry);
         registry.register_collector(Box::new(Arc::clone(&health)));
-        let state = Arc::new(http::HttpState { health, registry });
-        http::serve(listener, state, cancel.clone())
-            .context("cannot serve HTTP on HTTP_ADDR (set HTTP_ADDR=off to disable)")?;
+        state.run(health, registry);
     }
 
     // Nothing is scanned before this instance holds its INSTANCE_ID on the broker: a standby
@@ -406,9 +427,16 @@ fn spawn_once_watchdog(
 /// sink, a lock held by a live process (a second replica on a shared state volume) is waited
 /// for: the active replica's death frees the lock and its broker claim at the same moment.
 ///
+/// While it waits, the HTTP endpoints (if any) answer as a standby, and `None` is returned
+/// when shutdown is asked for.
+///
 /// # Errors
 /// What [`identity::establish`] refuses; a busy lock only in `exit` mode or without a broker.
-async fn establish_identity(cfg: &Config) -> anyhow::Result<identity::Identity> {
+async fn establish_identity(
+    cfg: &Config,
+    cancel: &CancellationToken,
+    http: Option<&http::HttpState>,
+) -> anyhow::Result<Option<identity::Identity>> {
     let standby = cfg.on_duplicate == config::OnDuplicate::Standby
         && cfg.resolved_sink() == SinkKind::Amqp
         && !cfg.once;
@@ -421,16 +449,26 @@ async fn establish_identity(cfg: &Config) -> anyhow::Result<identity::Identity> 
         ) {
             Err(e) if standby && identity::is_busy(&e) => {
                 if !told {
-                    // Logging starts once the identity is known: one plain line until then.
-                    eprintln!(
-                        "file-watcher: standby: {}; waiting for it (ON_DUPLICATE=standby)",
+                    let why = format!(
+                        "standby: {}; this one takes over when it goes away (ON_DUPLICATE=standby)",
                         e.problem
                     );
+                    // Logging starts once the identity is known: one plain line until then.
+                    eprintln!("file-watcher: {why}");
+                    if let Some(http) = http {
+                        http.stand_by(why);
+                    }
                     told = true;
                 }
-                tokio::time::sleep(STANDBY_LOCK_RETRY).await;
+                tokio::select! {
+                    () = cancel.cancelled() => {
+                        eprintln!("file-watcher: shutdown requested while standing by; exiting");
+                        return Ok(None);
+                    }
+                    () = tokio::time::sleep(STANDBY_LOCK_RETRY) => {}
+                }
             }
-            other => return Ok(other?),
+            other => return Ok(Some(other?)),
         }
     }
 }

@@ -433,3 +433,120 @@ fn a_connected_instance_is_ready_and_its_broker_metrics_count() {
     assert!(status.success(), "{log}");
     rt.block_on(admin.delete(&exchange, &[&queue]));
 }
+
+fn free_addr() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("127.0.0.1:{port}"))
+}
+
+/// What a standby must show, whichever wait it is in: alive, healthy for the image's
+/// HEALTHCHECK, `standby` in `/health` and in a metric, not ready; then SIGTERM ends it with 0.
+fn assert_healthy_standby_then_sigterm_exits_zero(mut standby: Watcher, port: u16, addr: &str) {
+    let deadline = Instant::now() + WAIT;
+    let health = loop {
+        match http_get(port, "/health") {
+            Some((code, body)) if body.contains("\"standby\"") => break (code, body),
+            other => assert!(
+                Instant::now() < deadline,
+                "no standby answer at /health: {other:?}\n{}",
+                standby.stderr_text()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(health.0, 503, "{}", health.1);
+    let body: serde_json::Value = serde_json::from_str(&health.1).unwrap();
+    assert_eq!(body["status"], "standby", "{body}");
+    assert_eq!(body["standby"], true, "{body}");
+    assert_eq!(http_get(port, "/health/live").unwrap().0, 200);
+    let (code, ready) = http_get(port, "/health/ready").unwrap();
+    assert_eq!(code, 503, "{ready}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    for line in ["file_watcher_standby 1", "file_watcher_ready 0"] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+    let out = std::process::Command::new(bin())
+        .args(["healthcheck", "--timeout", "2s"])
+        .env("HTTP_ADDR", addr)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "a standby is healthy: {text}");
+    assert!(text.contains("standby"), "{text}");
+
+    let pid = standby.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = standby.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a standby still runs 5 s after SIGTERM\n{}",
+            standby.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", standby.stderr_text());
+}
+
+#[test]
+fn a_second_process_on_one_state_dir_stands_by_serving_http_and_exits_zero_on_sigterm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (_keep, data, state) = dirs();
+    let (exchange, id) = (unique("fw-ex"), unique("lockwait"));
+    let active = Watcher::spawn(amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--instance-id", &id, "--http-addr", "off"],
+    ));
+    active.wait_log("connected to RabbitMQ");
+    // The second replica of `docker compose up --scale`: the same state volume.
+    let (port, addr) = free_addr();
+    let standby = Watcher::spawn(amqp_command(
+        &data,
+        state.path(),
+        &exchange,
+        &["--instance-id", &id, "--http-addr", &addr],
+    ));
+    standby.wait_log("is in use by another file-watcher process");
+    assert_healthy_standby_then_sigterm_exits_zero(standby, port, &addr);
+    let (status, log) = active.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_standby_for_the_broker_claim_is_healthy_and_exits_zero_on_sigterm() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (_a, a_data, a_state) = dirs();
+    let (_b, b_data, b_state) = dirs();
+    let (exchange, id) = (unique("fw-ex"), unique("claimwait"));
+    let active = Watcher::spawn(amqp_command(
+        &a_data,
+        a_state.path(),
+        &exchange,
+        &["--instance-id", &id, "--http-addr", "off"],
+    ));
+    active.wait_log("connected to RabbitMQ");
+    let (port, addr) = free_addr();
+    let standby = Watcher::spawn(amqp_command(
+        &b_data,
+        b_state.path(),
+        &exchange,
+        &["--instance-id", &id, "--http-addr", &addr],
+    ));
+    standby.wait_log("standby: another live instance holds INSTANCE_ID");
+    assert_healthy_standby_then_sigterm_exits_zero(standby, port, &addr);
+    let (status, log) = active.stop();
+    assert!(status.success(), "{log}");
+}
