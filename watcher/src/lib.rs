@@ -537,6 +537,24 @@ async fn guard_data_dir(
     }
 }
 
+/// Why the password file cannot be read, with the fix for the usual case: a file made root's
+/// alone (`umask 077`) while the process runs as another user (uid 10001 in the image).
+fn pass_file_problem(path: &std::path::Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        // /proc/self belongs to the process's own (effective) uid and gid; no unsafe libc call.
+        use std::os::unix::fs::MetadataExt as _;
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            let (uid, gid) = (me.uid(), me.gid());
+            return format!(
+                "{}: {e}; this process runs as uid {uid}, gid {gid}: make the file readable by \
+                 it, e.g. chown 0:{gid} and chmod 0640",
+                path.display()
+            );
+        }
+    }
+    format!("{}: {e}", path.display())
+}
+
 /// Builds the broker settings from AMQP_URL or the RABBITMQ_* settings.
 fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::AmqpConfig> {
     // A malformed address is a setting error (exit 2), named after the setting.
@@ -562,7 +580,7 @@ fn amqp_config(cfg: &Config, instance_id: &str) -> anyhow::Result<publisher::Amq
                     .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
                     .map_err(|e| config::ConfigError {
                         setting: "RABBITMQ_PASS_FILE",
-                        problem: format!("{}: {e}", path.display()),
+                        problem: pass_file_problem(path, &e),
                     })?,
                 None => cfg.rabbitmq_pass.clone(),
             };
@@ -616,4 +634,36 @@ fn spawn_signal_handler(cancel: CancellationToken) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_password_file_says_who_must_read_it() {
+        let path = std::path::Path::new("/run/secrets/rabbitmq_pass");
+        let me = std::fs::metadata("/proc/self").map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.uid(), m.gid())
+        });
+        let (uid, gid) = me.unwrap();
+        let cases = [
+            (
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                format!("this process runs as uid {uid}, gid {gid}: make the file readable by it, e.g. chown 0:{gid} and chmod 0640"),
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+                "/run/secrets/rabbitmq_pass: entity not found".to_owned(),
+            ),
+        ];
+        for (err, want) in cases {
+            let got = pass_file_problem(path, &err);
+            assert!(got.starts_with("/run/secrets/rabbitmq_pass: "), "{got}");
+            assert!(got.contains(&want), "{got} lacks {want}");
+        }
+        let missing = pass_file_problem(path, &std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!missing.contains("chmod"), "{missing}");
+    }
 }
