@@ -499,38 +499,14 @@ fn assert_healthy_standby_then_sigterm_exits_zero(mut standby: Watcher, port: u1
     assert_eq!(status.code(), Some(0), "{}", standby.stderr_text());
 }
 
-#[test]
-fn a_second_process_on_one_state_dir_stands_by_serving_http_and_exits_zero_on_sigterm() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let (_keep, data, state) = dirs();
-    let (exchange, id) = (unique("fw-ex"), unique("lockwait"));
-    let active = Watcher::spawn(amqp_command(
-        &data,
-        state.path(),
-        &exchange,
-        &["--instance-id", &id, "--http-addr", "off"],
-    ));
-    active.wait_log("connected to RabbitMQ");
-    // The second replica of `docker compose up --scale`: the same state volume.
-    let (port, addr) = free_addr();
-    let standby = Watcher::spawn(amqp_command(
-        &data,
-        state.path(),
-        &exchange,
-        &["--instance-id", &id, "--http-addr", &addr],
-    ));
-    standby.wait_log("is in use by another file-watcher process");
-    assert_healthy_standby_then_sigterm_exits_zero(standby, port, &addr);
-    let (status, log) = active.stop();
-    assert!(status.success(), "{log}");
-}
-
-#[test]
-fn a_standby_for_the_broker_claim_is_healthy_and_exits_zero_on_sigterm() {
+/// An active instance and a second one with the same INSTANCE_ID, on the same STATE_DIR (the
+/// replicas of `docker compose up --scale`: it waits for the lock) or on its own (it waits for
+/// the claim on the broker); then the standby's checks.
+fn active_and_standby(shared_state: bool, waits_for: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (_a, a_data, a_state) = dirs();
     let (_b, b_data, b_state) = dirs();
-    let (exchange, id) = (unique("fw-ex"), unique("claimwait"));
+    let (exchange, id) = (unique("fw-ex"), unique("standby"));
     let active = Watcher::spawn(amqp_command(
         &a_data,
         a_state.path(),
@@ -538,15 +514,30 @@ fn a_standby_for_the_broker_claim_is_healthy_and_exits_zero_on_sigterm() {
         &["--instance-id", &id, "--http-addr", "off"],
     ));
     active.wait_log("connected to RabbitMQ");
+    let (data, state) = if shared_state {
+        (&a_data, a_state.path())
+    } else {
+        (&b_data, b_state.path())
+    };
     let (port, addr) = free_addr();
     let standby = Watcher::spawn(amqp_command(
-        &b_data,
-        b_state.path(),
+        data,
+        state,
         &exchange,
         &["--instance-id", &id, "--http-addr", &addr],
     ));
-    standby.wait_log("standby: another live instance holds INSTANCE_ID");
+    standby.wait_log(waits_for);
     assert_healthy_standby_then_sigterm_exits_zero(standby, port, &addr);
     let (status, log) = active.stop();
     assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_second_process_on_one_state_dir_stands_by_serving_http_and_exits_zero_on_sigterm() {
+    active_and_standby(true, "is in use by another file-watcher process");
+}
+
+#[test]
+fn a_standby_for_the_broker_claim_is_healthy_and_exits_zero_on_sigterm() {
+    active_and_standby(false, "standby: another live instance holds INSTANCE_ID");
 }
