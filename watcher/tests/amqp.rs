@@ -530,6 +530,9 @@ fn active_and_standby(shared_state: bool, waits_for: &str) {
     assert_healthy_standby_then_sigterm_exits_zero(standby, port, &addr);
     let (status, log) = active.stop();
     assert!(status.success(), "{log}");
+    let rt = runtime();
+    let admin = rt.block_on(Admin::connect());
+    rt.block_on(admin.delete(&exchange, &[]));
 }
 
 #[test]
