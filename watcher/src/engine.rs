@@ -9,30 +9,34 @@
 //! - [`crate::ledger`]: the overlay of accepted changes and the commit policy;
 //! - [`crate::limits`]: the bound of every queue, and the page size of bulk work.
 //!
-//! Its blocking calls (`lstat`, redb, stdout) run on a tokio worker: the runtime always has at
-//! least two (see `main.rs`), so they never stall the HTTP endpoints or the broker connection,
-//! and a dedicated engine thread measured 10% slower on small files (see docs/performance.md).
+//! Its blocking calls (`lstat`, redb, stdout) run on the thread that awaits [`Engine::run`]
+//! from `Runtime::block_on`, never on a tokio worker, so they never stall the HTTP endpoints or
+//! the broker connection.
+//!
+//! Every part takes `now` from the engine's [`Clock`], so each timing rule has a unit test
+//! driven by a manual clock.
 //!
 //! Per path there is at most one piece of work in flight (hashing or delivering); a hint for a
 //! busy path waits in the settle set. The store is written only after the sink accepted the
 //! event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use hasher::{HashError, HashPool, Hashed, Job, Stamp};
+use hasher::{HashError, HashPool, Stamp};
 use publisher::{Envelope, EventType, FileFacts, Sink, SinkError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::change::Change;
+use crate::clock::Clock;
 use crate::decide::{after_hash, decide, Decision, Facts, Hashed as AfterHash, Source};
 use crate::filter::Filter;
-use crate::handoff::Handoff;
+use crate::hashing::{Hashing, Outcome as HashOutcome};
 use crate::hints::{RescanCause, RescanFlag};
 use crate::ledger::Ledger;
 use crate::limits::Limits;
@@ -51,6 +55,16 @@ const BATCH: usize = 1024;
 /// The loop turns at least this often, also when nothing wakes it: outcomes the pool queued
 /// without a wake-up, the scan's progress and the commit by age are looked at then.
 const HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// How long a look at DATA_DIR's soundness is reused: a directory of many deletions then costs
+/// one `stat` of the root, not one per file, and an unmount is still seen within this.
+const ROOT_LOOK_REUSED: Duration = Duration::from_millis(100);
+
+/// How often a running scan drops the paths whose work is done (see `finish_scan_if_done`).
+const SCAN_PRUNE_EVERY: Duration = Duration::from_millis(500);
+
+/// How often a running scan logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
@@ -73,6 +87,8 @@ pub struct EngineConfig {
     pub rescan_every: Duration,
     /// How long shutdown waits for outstanding deliveries.
     pub shutdown_timeout: Duration,
+    /// Where every part of the pipeline takes `now` from ([`Clock::system`] in the service).
+    pub clock: Clock,
 }
 
 /// Why the pipeline stopped with an error.
@@ -97,11 +113,6 @@ pub struct RunOutcome {
     pub scanned: bool,
     /// Events handed to the sink and never confirmed: each is found again at the next start.
     pub unconfirmed: u64,
-}
-
-struct HashDone {
-    id: u64,
-    result: Result<Hashed, HashError>,
 }
 
 /// The work behind one hash: what to do with the digest once it comes back.
@@ -162,15 +173,8 @@ pub struct Engine {
     ledger: Ledger,
     settle: Settle,
     busy: PathSet,
-    pool: Arc<HashPool>,
-    /// Hashes in the pool, by job number (the path stays here; the job carries its own copy),
-    /// with the time each was handed to the pool.
-    hashing: HashMap<u64, (PathBuf, HashWork, Instant)>,
-    next_job: u64,
-    hash_queue: VecDeque<(PathBuf, HashWork)>,
-    /// Hash outcomes on their way back from the pool, and a buffer to take them into.
-    handoff: Arc<Handoff<HashDone>>,
-    hashed_buf: Vec<HashDone>,
+    /// Files on their way through the hash pool, each with what to do with its digests.
+    hashing: Hashing<HashWork>,
     /// Events on their way to the sink.
     outbox: Outbox<Outgoing>,
     bulk: VecDeque<Bulk>,
@@ -231,21 +235,16 @@ impl Engine {
         stats: Arc<Stats>,
         root: Arc<RootState>,
     ) -> Self {
-        let handoff = Arc::new(Handoff::new(pool.capacity() / 2));
         let limits = cfg.limits;
+        let now = cfg.clock.now();
         let (scan_tx, scan_rx) = mpsc::channel(limits.scan_queue);
         let (walk_tx, walk_rx) = mpsc::channel(limits.scan_queue);
         Self {
             settle: Settle::new(cfg.settle_delay),
             cfg,
-            ledger: Ledger::new(store, limits.commit_ops),
+            ledger: Ledger::new(store, limits.commit_ops, now),
             busy: PathSet::new(),
-            pool,
-            hashing: HashMap::new(),
-            next_job: 0,
-            hash_queue: VecDeque::new(),
-            handoff,
-            hashed_buf: Vec::new(),
+            hashing: Hashing::new(pool),
             outbox: Outbox::new(sink, limits.window),
             bulk: VecDeque::new(),
             hints,
@@ -263,8 +262,8 @@ impl Engine {
             limbo: Limbo::default(),
             fatal: None,
             stats,
-            last_progress: Instant::now(),
-            since: Instant::now(),
+            last_progress: now,
+            since: now,
             root,
             root_looked: None,
         }
@@ -273,12 +272,12 @@ impl Engine {
     /// Whether DATA_DIR is sound, looked at afresh at most every 100 ms.
     fn root_sound(&mut self) -> bool {
         if let Some((at, sound)) = self.root_looked {
-            if at.elapsed() < Duration::from_millis(100) {
+            if self.cfg.clock.since(at) < ROOT_LOOK_REUSED {
                 return sound;
             }
         }
         let sound = self.root.is_sound_now();
-        self.root_looked = Some((Instant::now(), sound));
+        self.root_looked = Some((self.cfg.clock.now(), sound));
         sound
     }
 
@@ -307,7 +306,7 @@ impl Engine {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
-        let mut heartbeat = Instant::now() + HEARTBEAT;
+        let mut heartbeat = self.cfg.clock.now() + HEARTBEAT;
         let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(heartbeat));
         tokio::pin!(timer);
         let result = loop {
@@ -327,7 +326,7 @@ impl Engine {
             let scan_room = room && !self.backlogged();
             // Bulk work with room for its next page goes on at once: a sink that accepts at once
             // (stdout) frees the room without waking the loop.
-            let now = Instant::now();
+            let now = self.cfg.clock.now();
             if heartbeat <= now {
                 heartbeat = now + HEARTBEAT;
             }
@@ -358,10 +357,10 @@ impl Engine {
                         break Err(e);
                     }
                 }
-                () = self.handoff.ready() => self.take_hashed(),
+                () = self.hashing.ready() => self.take_hashed(),
                 Some(m) = self.scan_rx.recv(), if scan_room => {
                     // The latency of what a scan finds starts when its batch arrives.
-                    self.since = Instant::now();
+                    self.since = self.cfg.clock.now();
                     self.scan_msg(m);
                     // Take what is already queued in one go: the pump runs once per batch.
                     for _ in 0..BATCH {
@@ -401,7 +400,6 @@ impl Engine {
             && self.limbo.is_empty()
             && self.bulk.is_empty()
             && self.settle.is_empty()
-            && self.hash_queue.is_empty()
             && self.hashing.is_empty();
         self.drain().await;
         let flushed = self.flush();
@@ -421,7 +419,7 @@ impl Engine {
     }
 
     fn backlog(&self) -> usize {
-        self.hash_queue.len() + self.outbox.queued()
+        self.hashing.queued() + self.outbox.queued()
     }
 
     fn backlog_limit(&self) -> usize {
@@ -433,7 +431,7 @@ impl Engine {
             && self.bulk.is_empty()
             && self.settle.is_empty()
             && self.busy.is_empty()
-            && self.hash_queue.is_empty()
+            && self.hashing.queued() == 0
             && self.outbox.is_empty()
     }
 
@@ -443,10 +441,9 @@ impl Engine {
     async fn drain(&mut self) {
         self.scan_stop.store(true, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
-        self.hash_queue.clear();
         // Every job still in the pool comes back at once or after its current slice,
         // finished or cancelled, so the loop below does not wait for a 4 GiB file.
-        self.pool.stop();
+        self.hashing.stop();
         loop {
             self.take_hashed();
             self.start_deliveries();
@@ -460,7 +457,7 @@ impl Engine {
                         break;
                     }
                 }
-                () = self.handoff.ready() => self.take_hashed(),
+                () = self.hashing.ready() => self.take_hashed(),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         unconfirmed = self.outbox.in_flight() + self.outbox.queued(),
@@ -490,7 +487,7 @@ impl Engine {
     // ---- intake -------------------------------------------------------------------------------
 
     fn change(&mut self, c: Change) {
-        let now = Instant::now();
+        let now = self.cfg.clock.now();
         match c {
             Change::Path(p) => {
                 if p.starts_with(&self.cfg.data_dir) {
@@ -546,7 +543,7 @@ impl Engine {
                     // Settled long ago: decide now, on the scan's own stat, without a second
                     // lstat and store lookup.
                     (Some(s), _)
-                        if free && self.settle.mtime_is_old(s.mtime_ns, SystemTime::now()) =>
+                        if free && self.settle.mtime_is_old(s.mtime_ns, self.cfg.clock.wall()) =>
                     {
                         self.settled_file(p, origin, s, recorded);
                     }
@@ -561,7 +558,7 @@ impl Engine {
                             since: self.since,
                         },
                     ),
-                    _ => self.settle.insert_quiet(p, origin, Instant::now()),
+                    _ => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
                 }
             }
             ScanMsg::Progress { files } => {
@@ -585,7 +582,8 @@ impl Engine {
             {
                 return;
             }
-            self.settle.insert_quiet(p, Origin::Live, Instant::now());
+            self.settle
+                .insert_quiet(p, Origin::Live, self.cfg.clock.now());
         }
     }
 
@@ -605,7 +603,7 @@ impl Engine {
         if let Some(e) = self.fatal.take() {
             return Err(e);
         }
-        let now = Instant::now();
+        let now = self.cfg.clock.now();
         self.since = now;
         for cause in self.rescan.take() {
             self.stats.rescan(cause);
@@ -636,7 +634,7 @@ impl Engine {
                 continue;
             }
             let (seen, stamp) = look(&path);
-            if let Some(p) = self.settle.check(&path, seen, now, SystemTime::now()) {
+            if let Some(p) = self.settle.check(&path, seen, now, self.cfg.clock.wall()) {
                 self.since = p.first_hint;
                 self.settled(path, p, seen, stamp)?;
             }
@@ -646,7 +644,7 @@ impl Engine {
         // limbo before their hold expires in the same turn.
         self.bulk_work()?;
         self.expire_limbo(now)?;
-        self.start_hashes();
+        self.hashing.start(now);
         // Deliver before judging whether the scan is done (its paths are busy until accepted),
         // and again after, for the deletions that judgement emits.
         self.start_deliveries();
@@ -654,7 +652,7 @@ impl Engine {
         self.start_deliveries();
         // Commit in batches, by count or age, or once everything is quiet.
         let idle = self.is_idle();
-        self.ledger.maybe_commit(idle)?;
+        self.ledger.maybe_commit(idle, self.cfg.clock.now())?;
         self.stats.pending.set(self.settle.len() as i64);
         self.progress();
         Ok(())
@@ -662,18 +660,18 @@ impl Engine {
 
     fn progress(&mut self) {
         let Some(scan) = &self.scan else { return };
-        if self.last_progress.elapsed() < Duration::from_secs(5) {
+        if self.cfg.clock.since(self.last_progress) < PROGRESS_EVERY {
             return;
         }
-        self.last_progress = Instant::now();
+        self.last_progress = self.cfg.clock.now();
         let secs = scan
             .started
-            .map_or(1.0, |s| s.elapsed().as_secs_f64().max(0.001));
+            .map_or(1.0, |s| self.cfg.clock.since(s).as_secs_f64().max(0.001));
         let hashed = self.stats.hashed_files.get();
         let reported = self.stats.events_total();
         tracing::info!(
             pending = self.settle.len(),
-            hashing = self.hashing.len() + self.hash_queue.len(),
+            hashing = self.hashing.in_pool() + self.hashing.queued(),
             hashed,
             reported,
             reported_per_sec = (reported as f64 / secs) as u64,
@@ -691,7 +689,7 @@ impl Engine {
         self.stats.scan_files_seen.set(0);
         self.stats.scan_files_todo.set(0);
         self.scan = Some(ScanState {
-            started: Some(Instant::now()),
+            started: Some(self.cfg.clock.now()),
             initial,
             ..ScanState::default()
         });
@@ -735,9 +733,9 @@ impl Engine {
             }
         } else if scan
             .last_check
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
+            .is_none_or(|t| self.cfg.clock.since(t) >= SCAN_PRUNE_EVERY)
         {
-            scan.last_check = Some(Instant::now());
+            scan.last_check = Some(self.cfg.clock.now());
             let (busy, settle) = (&self.busy, &self.settle);
             scan.paths
                 .retain(|p| busy.contains(p) || settle.contains(p));
@@ -757,7 +755,9 @@ impl Engine {
         if deleted > 0 {
             self.bulk.push_back(Bulk::ScanVanished);
         }
-        let secs = scan.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let secs = scan
+            .started
+            .map_or(0.0, |s| self.cfg.clock.since(s).as_secs_f64());
         tracing::info!(
             scan = if scan.initial { "initial" } else { "reconcile" },
             files = scan.files,
@@ -863,7 +863,7 @@ impl Engine {
         }
         if verdict.recheck_source {
             if let Some(from) = from {
-                self.settle.touch(from, Origin::Live, Instant::now());
+                self.settle.touch(from, Origin::Live, self.cfg.clock.now());
             }
         }
         Ok(())
@@ -911,16 +911,22 @@ impl Engine {
     /// takes its files with it.
     fn vanished(&mut self, path: &Path) -> Result<(), EngineError> {
         if let Some(e) = self.lookup(path)? {
+            // The limbo's bound covers these holds too: beyond it, a deletion is published at
+            // once (a move then shows as a deletion and a creation, never as memory growth).
+            if self.limbo.len() >= self.cfg.limits.limbo {
+                self.emit_deleted(path.to_path_buf(), e);
+                return Ok(());
+            }
             // Half a settle delay longer than the delay itself: a rename of its directory seen
             // a moment later (its hint still queued when this path was looked at) settles
             // first, and claims it as a move.
-            let until = Instant::now() + self.cfg.settle_delay * 3 / 2;
+            let until = self.cfg.clock.now() + self.cfg.settle_delay * 3 / 2;
             if let Some((older, e2)) = self.limbo.hold(path.to_path_buf(), e, until) {
                 self.emit_deleted(older, e2);
             }
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.cfg.clock.now();
         // Files below a vanished directory that are still in the pipeline (being hashed for a
         // scan, or on their way to the sink) are looked at again once their work is done:
         // otherwise a discovery delivered after this moment would never be followed by its
@@ -963,7 +969,7 @@ impl Engine {
             };
             match job {
                 Bulk::ScanVanished => {
-                    let page = self.ledger.store().vanished_drain(limit)?;
+                    let page = self.ledger.vanished_drain(limit)?;
                     if page.len() < limit {
                         self.bulk.pop_front();
                     }
@@ -974,12 +980,10 @@ impl Engine {
                 Bulk::Below { dir, to, after } => {
                     let (dir, to) = (dir.clone(), to.clone());
                     let after_key = after.clone();
-                    // Accepted changes first, so the page reads what was accepted.
-                    self.ledger.commit(false)?;
+                    let now = self.cfg.clock.now();
                     let page = self
                         .ledger
-                        .store()
-                        .page_under(&dir, after_key.as_deref(), limit)?;
+                        .page_under(&dir, after_key.as_deref(), limit, now)?;
                     let done = page.len() < limit;
                     if let Some(Bulk::Below { after, .. }) = self.bulk.front_mut() {
                         *after = page.last().map(|(p, _)| p.clone());
@@ -1008,7 +1012,7 @@ impl Engine {
     fn gone_below(&mut self, p: PathBuf, e: Entry) {
         tracing::debug!(path = %p.display(), busy = self.busy.contains(&p), "below a vanished directory");
         if self.busy.contains(&p) {
-            self.settle.touch(p, Origin::Live, Instant::now());
+            self.settle.touch(p, Origin::Live, self.cfg.clock.now());
             return;
         }
         if self.settle.contains(&p) || self.limbo.contains(&p) || is_file(&p) {
@@ -1018,7 +1022,7 @@ impl Engine {
             // Held for long enough that the directory's new name, if it has one, is walked and
             // its files settle: the watcher may have seen the rename as two unrelated events
             // (notify pairs a rename only when both halves come in one read).
-            let until = Instant::now() + 3 * self.cfg.settle_delay;
+            let until = self.cfg.clock.now() + 3 * self.cfg.settle_delay;
             if let Some((older, e2)) = self.limbo.hold(p, e, until) {
                 self.emit_deleted(older, e2);
             }
@@ -1056,7 +1060,7 @@ impl Engine {
                 );
             }
             _ => {
-                let now = Instant::now();
+                let now = self.cfg.clock.now();
                 self.settle.touch(p, Origin::Live, now);
                 self.settle.touch(new, Origin::Live, now);
             }
@@ -1090,63 +1094,27 @@ impl Engine {
 
     fn queue_hash(&mut self, path: PathBuf, work: HashWork) {
         self.busy.insert(path.clone());
-        self.hash_queue.push_back((path, work));
-    }
-
-    fn start_hashes(&mut self) {
-        // The pool's intake bounds what is queued there (a full intake ends this loop); the
-        // second `capacity` covers outcomes taken from the handoff and not yet worked through.
-        while self.hashing.len() < 2 * self.pool.capacity() {
-            let Some((path, work)) = self.hash_queue.pop_front() else {
-                break;
-            };
-            let handoff = Arc::clone(&self.handoff);
-            self.next_job += 1;
-            let id = self.next_job;
-            let job = Job::new(path.clone(), move |result| {
-                handoff.push(HashDone { id, result });
-            });
-            self.handoff.submitted();
-            match self.pool.try_submit(job) {
-                Ok(()) => {
-                    self.hashing.insert(id, (path, work, Instant::now()));
-                }
-                Err(e) => {
-                    // Full (racing another submitter) or closed: try again on the next pump.
-                    let _ = e.into_job();
-                    self.handoff.cancel();
-                    self.hash_queue.push_front((path, work));
-                    break;
-                }
-            }
-        }
+        self.hashing.queue(path, work);
     }
 
     /// Takes every hash outcome the pool has queued, woken or not.
     fn take_hashed(&mut self) {
-        let mut done = std::mem::take(&mut self.hashed_buf);
-        self.handoff.take(&mut done);
-        if done.is_empty() {
-            self.hashed_buf = done;
-            return;
+        let now = self.cfg.clock.now();
+        for done in self.hashing.take(now) {
+            self.hashed(done);
         }
-        // Refill the pool before working through the batch, so its threads never wait on us.
-        self.start_hashes();
-        for h in done.drain(..) {
-            self.hashed(h);
-        }
-        self.hashed_buf = done;
     }
 
-    fn hashed(&mut self, done: HashDone) {
-        let Some((path, work, submitted)) = self.hashing.remove(&done.id) else {
-            return;
-        };
-        self.stats
-            .hash_seconds
-            .observe(submitted.elapsed().as_secs_f64());
+    fn hashed(&mut self, done: HashOutcome<HashWork>) {
+        let HashOutcome {
+            path,
+            work,
+            result,
+            took,
+        } = done;
+        self.stats.hash_seconds.observe(took.as_secs_f64());
         self.since = work.since;
-        let h = match done.result {
+        let h = match result {
             Ok(h) => h,
             Err(HashError::Cancelled { .. }) => {
                 // Shutting down: the file is found again at the next start.
@@ -1156,7 +1124,7 @@ impl Engine {
             Err(HashError::Changed { .. } | HashError::NotFound { .. }) => {
                 // Still being written, or gone: back to settling, which sorts out which.
                 self.busy.remove(&path);
-                self.settle.touch(path, work.origin, Instant::now());
+                self.settle.touch(path, work.origin, self.cfg.clock.now());
                 return;
             }
             Err(e) => {
@@ -1169,11 +1137,11 @@ impl Engine {
         if work.confirm_settled
             && !self
                 .settle
-                .mtime_is_old(h.stamp.mtime_ns, SystemTime::now())
+                .mtime_is_old(h.stamp.mtime_ns, self.cfg.clock.wall())
         {
             // Found by a scan while it was still being written: settle it like any change.
             self.busy.remove(&path);
-            self.settle.touch(path, work.origin, Instant::now());
+            self.settle.touch(path, work.origin, self.cfg.clock.now());
             return;
         }
         self.stats.hashed_files.inc();
@@ -1246,7 +1214,6 @@ impl Engine {
         let busy = &self.busy;
         match self
             .ledger
-            .store()
             .vanished_take(entry, |p| !busy.contains(p) && !is_file(p))
         {
             Ok(Some(from)) => {
@@ -1373,7 +1340,7 @@ impl Engine {
         self.stats.event(out.event);
         self.stats
             .event_latency
-            .observe(out.since.elapsed().as_secs_f64());
+            .observe(self.cfg.clock.since(out.since).as_secs_f64());
         if let Some(path) = out.busy.first() {
             // One INFO line per reported change, as the deployment guide shows them; WARNING
             // silences them.
@@ -1401,7 +1368,7 @@ impl Engine {
 
     /// Commits everything accepted so far, durably.
     fn flush(&mut self) -> Result<(), EngineError> {
-        Ok(self.ledger.commit(true)?)
+        Ok(self.ledger.commit(true, self.cfg.clock.now())?)
     }
 }
 
@@ -1469,6 +1436,11 @@ mod tests {
     use publisher::StdoutSink;
 
     fn engine(state: &Path) -> Engine {
+        engine_over(state, state)
+    }
+
+    /// An engine whose DATA_DIR verdict is taken from `root`, on a manual clock.
+    fn engine_over(state: &Path, root: &Path) -> Engine {
         let cfg = EngineConfig {
             instance_id: "test".into(),
             data_dir: PathBuf::from("/nonexistent"),
@@ -1479,6 +1451,7 @@ mod tests {
             limits: Limits::new(16, 16),
             rescan_every: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(1),
+            clock: Clock::manual(),
         };
         let pool = HashPool::new(hasher::PoolConfig {
             threads: 1,
@@ -1495,7 +1468,7 @@ mod tests {
             hints_rx,
             Arc::new(RescanFlag::default()),
             Arc::new(Stats::default()),
-            Arc::new(sound_root(state)),
+            Arc::new(sound_root(root)),
         )
     }
 
@@ -1572,5 +1545,153 @@ mod tests {
         e.finish_scan_if_done().unwrap();
         assert!(e.scan.is_none(), "walk and work done: the scan is over");
         assert_eq!(e.stats.scans.get(), 1);
+    }
+
+    fn entry(inode: u64) -> Entry {
+        Entry {
+            stamp: Stamp {
+                size: 3,
+                mtime_ns: 1,
+                inode,
+                dev: 1,
+                ctime_ns: 1,
+            },
+            digest: hasher::Digest::from_parts([7; 32], 7),
+        }
+    }
+
+    /// An engine that knows `paths` (none of which exists on disk).
+    fn knowing(state: &Path, paths: &[&str]) -> Engine {
+        let mut e = engine(state);
+        let ops = paths
+            .iter()
+            .zip(1..)
+            .map(|(p, i)| Op::Put(PathBuf::from(p), entry(i)))
+            .collect();
+        e.ledger.record(ops);
+        e
+    }
+
+    fn deletions(e: &Engine) -> usize {
+        e.outbox.queued()
+    }
+
+    /// A single file that vanished is held for 1.5 settle delays, a file below a vanished
+    /// directory for 3: long enough for a rename seen late to claim it, no longer.
+    #[test]
+    fn vanished_files_are_held_for_their_time_and_then_deleted() {
+        let state = tempfile::tempdir().unwrap();
+        let mut e = knowing(state.path(), &["/data/a", "/data/d/b"]);
+        let clock = e.cfg.clock.clone();
+        let ms = Duration::from_millis;
+
+        e.vanished(Path::new("/data/a")).unwrap();
+        e.gone_below(PathBuf::from("/data/d/b"), entry(2));
+        assert_eq!(e.limbo.len(), 2);
+
+        clock.advance(ms(1_499));
+        e.expire_limbo(clock.now()).unwrap();
+        assert_eq!(
+            deletions(&e),
+            0,
+            "within 1.5 settle delays nothing is deleted"
+        );
+        clock.advance(ms(1));
+        e.expire_limbo(clock.now()).unwrap();
+        assert_eq!(deletions(&e), 1, "the single file is deleted at 1.5 delays");
+        assert!(e.limbo.contains(Path::new("/data/d/b")));
+
+        clock.advance(ms(1_499));
+        e.expire_limbo(clock.now()).unwrap();
+        assert_eq!(deletions(&e), 1);
+        clock.advance(ms(1));
+        e.expire_limbo(clock.now()).unwrap();
+        assert_eq!(
+            deletions(&e),
+            2,
+            "the file below the directory is deleted at 3 delays"
+        );
+        assert!(e.limbo.is_empty());
+    }
+
+    /// One bound covers both kinds of hold: beyond it a vanished file is deleted at once.
+    #[test]
+    fn the_limbo_bound_covers_single_files_and_files_below_a_directory() {
+        let state = tempfile::tempdir().unwrap();
+        let mut e = knowing(state.path(), &["/data/a", "/data/b", "/data/d/c"]);
+        e.cfg.limits.limbo = 1;
+        e.vanished(Path::new("/data/a")).unwrap();
+        assert_eq!((e.limbo.len(), deletions(&e)), (1, 0));
+        e.vanished(Path::new("/data/b")).unwrap();
+        assert_eq!(
+            (e.limbo.len(), deletions(&e)),
+            (1, 1),
+            "full: deleted at once"
+        );
+        e.gone_below(PathBuf::from("/data/d/c"), entry(3));
+        assert_eq!(
+            (e.limbo.len(), deletions(&e)),
+            (1, 2),
+            "full: deleted at once"
+        );
+    }
+
+    /// DATA_DIR is looked at afresh at most every 100 ms, so a directory of deletions costs one
+    /// look, and an unmount is seen within 100 ms.
+    #[test]
+    fn the_root_verdict_is_cached_for_a_tenth_of_a_second() {
+        let state = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut e = engine_over(state.path(), &root);
+        let clock = e.cfg.clock.clone();
+        assert!(e.root_sound());
+        std::fs::remove_dir(&root).unwrap();
+        clock.advance(Duration::from_millis(99));
+        assert!(e.root_sound(), "within 100 ms the last look is reused");
+        clock.advance(Duration::from_millis(1));
+        assert!(!e.root_sound(), "after 100 ms DATA_DIR is looked at afresh");
+    }
+
+    /// The scan's done paths are dropped at most every 500 ms while it runs, and progress is
+    /// logged every 5 s.
+    #[test]
+    fn scan_pruning_and_progress_keep_their_intervals() {
+        let state = tempfile::tempdir().unwrap();
+        let mut e = engine(state.path());
+        let clock = e.cfg.clock.clone();
+        let ms = Duration::from_millis;
+        e.scan = Some(ScanState::default());
+        let settling = PathBuf::from("/data/settling");
+        e.settle
+            .insert_quiet(settling.clone(), Origin::Scan, clock.now());
+        e.scan
+            .as_mut()
+            .unwrap()
+            .paths
+            .insert(PathBuf::from("/data/done"));
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 0, "the first look prunes");
+
+        e.scan
+            .as_mut()
+            .unwrap()
+            .paths
+            .insert(PathBuf::from("/data/done"));
+        clock.advance(ms(499));
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 1, "not again within 500 ms");
+        clock.advance(ms(1));
+        e.finish_scan_if_done().unwrap();
+        assert_eq!(scan_paths(&e), 0, "again after 500 ms");
+
+        let logged = e.last_progress;
+        clock.advance(ms(4_000));
+        e.progress();
+        assert_eq!(e.last_progress, logged, "no progress line within 5 s");
+        clock.advance(ms(1_000));
+        e.progress();
+        assert_eq!(e.last_progress, clock.now(), "a progress line after 5 s");
     }
 }

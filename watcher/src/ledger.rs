@@ -5,7 +5,7 @@
 //! acceptance and commit, an overlay answers lookups, so that no decision is made on stale data:
 //! a file accepted a moment ago must not be reported again by a scan whose snapshot predates it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,7 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// A ledger over `store` that commits every `batch` changes (and sizes itself for that
     /// once, reusing the room from batch to batch).
-    pub fn new(store: Arc<Store>, batch: usize) -> Self {
-        let now = Instant::now();
+    pub fn new(store: Arc<Store>, batch: usize, now: Instant) -> Self {
         Self {
             store,
             overlay: PathMap::with_capacity(batch),
@@ -60,7 +59,7 @@ impl Ledger {
         }
     }
 
-    /// The store itself, for what reads it directly (scans, pages of bulk work).
+    /// The store itself, for the scans, which read it on threads of their own.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -105,15 +104,55 @@ impl Ledger {
     ///
     /// # Errors
     /// A store write failure.
-    pub fn maybe_commit(&mut self, idle: bool) -> Result<(), StoreError> {
+    pub fn maybe_commit(&mut self, idle: bool, now: Instant) -> Result<(), StoreError> {
+        let age = |since: Instant| now.saturating_duration_since(since);
         let due = self.ops.len() >= self.batch
-            || (!self.ops.is_empty() && self.last_commit.elapsed() >= COMMIT_AGE)
+            || (!self.ops.is_empty() && age(self.last_commit) >= COMMIT_AGE)
             || (idle && (!self.ops.is_empty() || self.unsynced));
         if due {
-            let durable = idle || self.last_sync.elapsed() >= SYNC_EVERY;
-            self.commit(durable)?;
+            let durable = idle || age(self.last_sync) >= SYNC_EVERY;
+            self.commit(durable, now)?;
         }
         Ok(())
+    }
+
+    /// A page of the entries below `dir` (after `after`, in key order), with every accepted
+    /// change committed first: a page read from the store must not miss what the overlay holds,
+    /// nor bring back what it deleted.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn page_under(
+        &mut self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        self.commit(false, now)?;
+        self.store.page_under(dir, after, limit)
+    }
+
+    /// Takes up to `limit` paths out of the store's vanished set (a scan's finds that no new
+    /// file claimed).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn vanished_drain(&mut self, limit: usize) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        self.store.vanished_drain(limit)
+    }
+
+    /// Takes the vanished path whose entry has `entry`'s size and XXH128, if `free` allows it:
+    /// a file that moved while nobody watched.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn vanished_take(
+        &mut self,
+        entry: &Entry,
+        free: impl Fn(&Path) -> bool,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        self.store.vanished_take(entry, free)
     }
 
     /// Commits the accepted changes. A non-durable commit skips the fsync; the next durable one
@@ -121,7 +160,7 @@ impl Ledger {
     ///
     /// # Errors
     /// A store write failure.
-    pub fn commit(&mut self, durable: bool) -> Result<(), StoreError> {
+    pub fn commit(&mut self, durable: bool, now: Instant) -> Result<(), StoreError> {
         if self.ops.is_empty() && !(durable && self.unsynced) {
             return Ok(());
         }
@@ -131,7 +170,6 @@ impl Ledger {
         // Cleared, not replaced: both keep their room for the next batch.
         self.ops.clear();
         self.overlay.clear();
-        let now = Instant::now();
         self.last_commit = now;
         if durable {
             self.unsynced = false;
@@ -168,8 +206,9 @@ mod tests {
     fn accepted_changes_answer_before_the_commit_and_reach_the_store_after() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
+        let t0 = Instant::now();
         store.apply(&[Op::Put("/d/old".into(), entry(1))]).unwrap();
-        let mut l = Ledger::new(Arc::clone(&store), 3);
+        let mut l = Ledger::new(Arc::clone(&store), 3, t0);
         assert_eq!(l.lookup(Path::new("/d/old")).unwrap(), Some(entry(1)));
 
         l.record(vec![
@@ -183,10 +222,10 @@ mod tests {
         assert_eq!(store.get(Path::new("/d/new")).unwrap(), None);
 
         // Two changes of a batch of three, young, not idle: not due.
-        l.maybe_commit(false).unwrap();
+        l.maybe_commit(false, t0).unwrap();
         assert_eq!(store.get(Path::new("/d/new")).unwrap(), None);
         // Idle: due, and durable.
-        l.maybe_commit(true).unwrap();
+        l.maybe_commit(true, t0).unwrap();
         assert_eq!(store.get(Path::new("/d/new")).unwrap(), Some(entry(2)));
         assert_eq!(store.get(Path::new("/d/old")).unwrap(), None);
         assert_eq!(l.uncommitted(Path::new("/d/new")), None);
@@ -197,12 +236,66 @@ mod tests {
     fn a_full_batch_commits_without_waiting_for_idle() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let mut l = Ledger::new(Arc::clone(&store), 2);
+        let t0 = Instant::now();
+        let mut l = Ledger::new(Arc::clone(&store), 2, t0);
         l.record(vec![
             Op::Put(PathBuf::from("/d/a"), entry(1)),
             Op::Put(PathBuf::from("/d/b"), entry(2)),
         ]);
-        l.maybe_commit(false).unwrap();
+        l.maybe_commit(false, t0).unwrap();
         assert_eq!(store.get(Path::new("/d/b")).unwrap(), Some(entry(2)));
+    }
+
+    /// The commit policy's timing, driven by the clock it is given: age, sync interval, idle.
+    #[test]
+    fn commits_come_by_age_and_the_sync_by_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Ledger::new(Arc::clone(&store), 100, t0);
+        let put = |n: u8| vec![Op::Put(PathBuf::from(format!("/d/{n}")), entry(n))];
+
+        l.record(put(1));
+        l.maybe_commit(false, t0 + ms(499)).unwrap();
+        assert_eq!(l.ops.len(), 1, "younger than the commit age: not due");
+        l.maybe_commit(false, t0 + ms(500)).unwrap();
+        assert!(l.ops.is_empty(), "as old as the commit age: committed");
+        assert!(l.unsynced, "busy and within the sync interval: not synced");
+
+        l.record(put(2));
+        l.maybe_commit(false, t0 + ms(1_500)).unwrap();
+        assert!(l.unsynced, "1.5 s since the last sync: still not synced");
+        l.record(put(3));
+        l.maybe_commit(false, t0 + ms(2_100)).unwrap();
+        assert!(
+            !l.unsynced,
+            "two seconds since the last sync: this commit syncs"
+        );
+
+        // Nothing recorded and synced: idle asks for nothing.
+        l.maybe_commit(true, t0 + ms(2_200)).unwrap();
+        assert!(!l.unsynced);
+        assert_eq!(store.get(Path::new("/d/3")).unwrap(), Some(entry(3)));
+    }
+
+    /// A page of bulk work reads what was accepted a moment ago: the ledger commits first.
+    #[test]
+    fn a_page_sees_accepted_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let t0 = Instant::now();
+        store
+            .apply(&[Op::Put("/d/x/gone".into(), entry(1))])
+            .unwrap();
+        let mut l = Ledger::new(Arc::clone(&store), 100, t0);
+        l.record(vec![
+            Op::Delete(PathBuf::from("/d/x/gone")),
+            Op::Put(PathBuf::from("/d/x/new"), entry(2)),
+        ]);
+        let page = l.page_under(Path::new("/d/x"), None, 10, t0).unwrap();
+        let paths: Vec<_> = page.into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, vec![PathBuf::from("/d/x/new")]);
+        assert!(l.ops.is_empty());
     }
 }

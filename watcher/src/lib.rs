@@ -6,12 +6,14 @@
 #![deny(missing_docs)]
 
 pub mod change;
+pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod engine;
 pub mod failure;
 pub mod filter;
 pub mod handoff;
+pub mod hashing;
 pub mod health;
 pub mod healthcheck;
 pub mod hints;
@@ -299,6 +301,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             limits,
             rescan_every,
             shutdown_timeout: cfg.shutdown_timeout,
+            clock: clock::Clock::system(),
         },
         store,
         pool,
