@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hasher::{Digest, Stamp};
 use publisher::{Envelope, EventType, FileFacts};
-use watcher::store::{Entry, Op, Store};
+use watcher::{Entry, Op, Store};
 
 const FILES: usize = 10_000;
 

@@ -244,6 +244,8 @@ pub struct Config {
     /// (IPv6 as [::1]:5672), e.g. "rabbit-0,rabbit-1,rabbit-2". The instance connects to the
     /// first that answers (see RABBITMQ_SHUFFLE) and fails over to the next when its node dies
     /// or stays blocked.
+    // The doc comment is the --help text, not markdown: `[::1]` is an address, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, env = "RABBITMQ_HOST", default_value = "localhost")]
     pub rabbitmq_host: String,
 

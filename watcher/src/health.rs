@@ -46,14 +46,12 @@ impl std::fmt::Debug for Health {
     }
 }
 
-/// The answer to "ready?", with the reasons when not.
+/// The answer to "ready?", with the reasons when not (in the body).
 #[derive(Debug, Clone)]
 pub struct Readiness {
     /// Ready to do its job.
     pub ready: bool,
-    /// Why not, one sentence each; empty when ready.
-    pub reasons: Vec<String>,
-    /// The JSON body of `/health/ready`.
+    /// The JSON body of `/health/ready`, with the reasons: why not, one sentence each.
     pub body: serde_json::Value,
 }
 
@@ -190,7 +188,6 @@ impl Health {
         });
         Readiness {
             ready: reasons.is_empty(),
-            reasons,
             body,
         }
     }

@@ -26,6 +26,8 @@ use clap::Parser;
 pub struct HealthcheckArgs {
     /// The instance's HTTP address, as it was started with; 0.0.0.0 and [::] are asked on
     /// loopback.
+    // The doc comment is the --help text, not markdown: `[::]` is an address, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
 

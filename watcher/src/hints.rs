@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use notify::event::{
     AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
@@ -17,6 +18,8 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, Notify};
 
 use crate::change::Change;
+use crate::config::{Config, WatchMode};
+use crate::stats::Stats;
 
 /// Why a full rescan was asked for. The first three mean events were lost; the last two are
 /// scheduled. Each is a label value of `file_watcher_rescans_total` and is logged once per
@@ -436,6 +439,172 @@ pub fn start_native(
     Ok(NativeWatch { tree })
 }
 
+/// How DATA_DIR is watched: what [`start`] set up.
+#[derive(Debug)]
+pub struct WatchSetup {
+    /// The native watch; none when polling, or with `--once`. Shared with the re-watch that
+    /// [`WatchSetup::on_data_dir_back`] hands out.
+    native: Arc<Mutex<Option<NativeWatch>>>,
+    /// Changes are found by polling (WATCH_MODE=poll, or `auto` after inotify ran out).
+    pub polling: bool,
+    /// How often a full rescan runs: POLL_INTERVAL when polling, RECONCILE_INTERVAL otherwise.
+    pub rescan_every: Duration,
+    /// What a new native watch needs. Holding the sender keeps the hint queue open while the
+    /// setup lives, whatever the mode.
+    dir: PathBuf,
+    tx: mpsc::Sender<Change>,
+    rescan: Arc<RescanFlag>,
+    overflows: Counter,
+}
+
+impl WatchSetup {
+    /// What to do when DATA_DIR is back after a fault: watch it anew if it was watched natively
+    /// (a volume mounted again has lost its inotify watches), and ask for a rescan for what
+    /// changed meanwhile, deletions included.
+    pub fn on_data_dir_back(&self) -> impl Fn() + Send + Sync + 'static {
+        let (native, dir, tx, rescan, overflows) = (
+            Arc::clone(&self.native),
+            self.dir.clone(),
+            self.tx.clone(),
+            Arc::clone(&self.rescan),
+            self.overflows.clone(),
+        );
+        move || {
+            let mut current = lock(&native);
+            if current.is_some() {
+                match start_native(&dir, tx.clone(), Arc::clone(&rescan), overflows.clone()) {
+                    Ok(w) => *current = Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch DATA_DIR again; relying on rescans")
+                    }
+                }
+            }
+            rescan.raise(RescanCause::DataDirBack);
+        }
+    }
+}
+
+/// Sets up the watch WATCH_MODE asks for: inotify, polling, or (`auto`) inotify falling back to
+/// polling when its watches run out. `--once` watches nothing. Polling is logged, and counted in
+/// `stats`.
+///
+/// # Errors
+/// What [`start_native`] refuses, unless WATCH_MODE=auto falls back to polling.
+pub fn start(
+    cfg: &Config,
+    tx: mpsc::Sender<Change>,
+    rescan: Arc<RescanFlag>,
+    stats: &Stats,
+) -> Result<WatchSetup, HintError> {
+    let overflows = stats.hint_overflows.clone();
+    let started = Watch::tries_native(cfg.once, cfg.watch_mode).then(|| {
+        start_native(
+            &cfg.data_dir,
+            tx.clone(),
+            Arc::clone(&rescan),
+            overflows.clone(),
+        )
+    });
+    let watch = Watch::choose(cfg.once, cfg.watch_mode, Started::of(started.as_ref()));
+    if watch.polling() {
+        stats.polling.store(true, Ordering::Relaxed);
+    }
+    let interval_ms = cfg.poll_interval.as_millis() as u64;
+    let native = match (watch, started) {
+        (Watch::Native, Some(Ok(w))) => Some(w),
+        (Watch::Poll, _) => {
+            tracing::info!(interval_ms, "polling for changes");
+            None
+        }
+        (Watch::FallBack, Some(Err(e))) => {
+            tracing::warn!(error = %e, interval_ms, "falling back to polling");
+            None
+        }
+        (Watch::Fail, Some(Err(e))) => return Err(e),
+        // `--once`.
+        _ => None,
+    };
+    Ok(WatchSetup {
+        native: Arc::new(Mutex::new(native)),
+        polling: watch.polling(),
+        rescan_every: watch.rescan_every(cfg.poll_interval, cfg.reconcile_interval),
+        dir: cfg.data_dir.clone(),
+        tx,
+        rescan,
+        overflows,
+    })
+}
+
+/// How starting inotify went, as far as the choice of watch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// Not tried: `--once`, or WATCH_MODE=poll.
+    NotTried,
+    /// inotify is watching.
+    Running,
+    /// inotify's watches ran out.
+    WatchLimit,
+    /// Any other failure.
+    Failed,
+}
+
+impl Started {
+    fn of(started: Option<&Result<NativeWatch, HintError>>) -> Self {
+        match started {
+            None => Self::NotTried,
+            Some(Ok(_)) => Self::Running,
+            Some(Err(HintError::WatchLimit { .. })) => Self::WatchLimit,
+            Some(Err(_)) => Self::Failed,
+        }
+    }
+}
+
+/// What the watch comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// No live hints: `--once` ends after its scan.
+    Off,
+    /// Live hints from inotify.
+    Native,
+    /// Polling, as WATCH_MODE=poll asks.
+    Poll,
+    /// Polling, because inotify's watches ran out under WATCH_MODE=auto.
+    FallBack,
+    /// Start-up fails with inotify's error.
+    Fail,
+}
+
+impl Watch {
+    /// Whether inotify is started at all.
+    fn tries_native(once: bool, mode: WatchMode) -> bool {
+        !once && mode != WatchMode::Poll
+    }
+
+    /// The watch a mode comes to, given how starting inotify went.
+    fn choose(once: bool, mode: WatchMode, started: Started) -> Self {
+        match (mode, started) {
+            _ if once => Self::Off,
+            (WatchMode::Poll, _) => Self::Poll,
+            (_, Started::Running) => Self::Native,
+            (WatchMode::Auto, Started::WatchLimit) => Self::FallBack,
+            (_, Started::WatchLimit | Started::Failed) => Self::Fail,
+            (_, Started::NotTried) => Self::Off,
+        }
+    }
+
+    fn polling(self) -> bool {
+        matches!(self, Self::Poll | Self::FallBack)
+    }
+
+    fn rescan_every(self, poll_interval: Duration, reconcile_interval: Duration) -> Duration {
+        if self.polling() {
+            poll_interval
+        } else {
+            reconcile_interval
+        }
+    }
+}
+
 fn map_err(root: &Path, source: notify::Error) -> HintError {
     let path = root.display().to_string();
     let limit = matches!(source.kind, notify::ErrorKind::MaxFilesWatch)
@@ -451,6 +620,50 @@ fn map_err(root: &Path, source: notify::Error) -> HintError {
 mod tests {
     use super::*;
     use notify::event::Flag;
+
+    #[test]
+    fn the_watch_mode_and_how_inotify_started_choose_the_watch() {
+        use Started::{Failed, NotTried, Running, WatchLimit};
+        use WatchMode::{Auto, Native, Poll};
+        let (poll, reconcile) = (Duration::from_secs(10), Duration::from_secs(3600));
+        // (--once, mode, inotify tried, how it started, the watch, polling, rescan period)
+        let cases = [
+            (false, Auto, true, Running, Watch::Native, false, reconcile),
+            (false, Auto, true, WatchLimit, Watch::FallBack, true, poll),
+            (false, Auto, true, Failed, Watch::Fail, false, reconcile),
+            (
+                false,
+                Native,
+                true,
+                Running,
+                Watch::Native,
+                false,
+                reconcile,
+            ),
+            (
+                false,
+                Native,
+                true,
+                WatchLimit,
+                Watch::Fail,
+                false,
+                reconcile,
+            ),
+            (false, Native, true, Failed, Watch::Fail, false, reconcile),
+            (false, Poll, false, NotTried, Watch::Poll, true, poll),
+            (true, Auto, false, NotTried, Watch::Off, false, reconcile),
+            (true, Native, false, NotTried, Watch::Off, false, reconcile),
+            (true, Poll, false, NotTried, Watch::Off, false, reconcile),
+        ];
+        for (once, mode, tried, started, want, polling, every) in cases {
+            let case = format!("once={once} {mode:?} {started:?}");
+            assert_eq!(Watch::tries_native(once, mode), tried, "{case}");
+            let got = Watch::choose(once, mode, started);
+            assert_eq!(got, want, "{case}");
+            assert_eq!(got.polling(), polling, "{case}");
+            assert_eq!(got.rescan_every(poll, reconcile), every, "{case}");
+        }
+    }
 
     #[test]
     fn the_flag_hands_over_each_cause_once() {

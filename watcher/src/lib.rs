@@ -1,43 +1,74 @@
 //! The file-watcher service: it reports every regular file under DATA_DIR, and every later
 //! change, with SHA-256 and XXH3-128 of the settled content.
 //!
-//! `main` only parses arguments and calls [`run`]. The pipeline lives in [`engine`]; each stage
-//! has its own module: [`scan`], [`hints`], [`settle`], [`store`], and the sinks in `publisher`.
+//! `main` only parses a [`Config`] and calls [`run`]; [`failure`] turns what went wrong into one
+//! line and an exit code, and [`healthcheck`] is the `file-watcher healthcheck` subcommand. The
+//! benches open a [`Store`] directly. [`ConfigError`] and [`StoreError`] are what their methods
+//! return. Everything else is private to the crate.
+//!
+//! The parts, in pipeline order (`engine` wires them together; `change` is the one change type
+//! they pass along):
+//! - `hints`: live changes from inotify, or polling, converted to changes as they arrive.
+//! - `scan`: the walk that finds new and changed files, and the store sweep that finds vanished
+//!   ones.
+//! - `filter`: which files are reported (include and exclude globs, extensions).
+//! - `settle`: a path is acted on only once it has been quiet for the settle delay.
+//! - `pairing`: a file gone under one name and back under another becomes one move.
+//! - `decide`: what to do about a settled path, a pure function of what was observed.
+//! - `hashing`: files on their way through the `hasher` crate's pool, off the async runtime,
+//!   each with the caller's own value; `handoff` brings results back with few wake-ups.
+//! - `outbox`: events on their way to the sink, and the delivery window.
+//! - `ledger`: the pipeline's view of the store, written only after the sink has an event.
+//! - `store`: what was last reported for each path, kept in redb in STATE_DIR.
+//!
+//! Around the pipeline:
+//! - `config`: every setting, as a flag and an environment variable; `limits`: every bound
+//!   derived from it.
+//! - `identity`: who this instance is, where its state lives, and the lock on it.
+//! - `root`: whether DATA_DIR is still the directory the store describes.
+//! - `http`, `health` and `stats`: the endpoints, what "ready" means, and the metrics.
+//! - `logging`: JSON or plain log lines on stderr; `paths`: maps keyed by raw path bytes.
+//! - `clock`: where every part takes `now` from, so tests drive time instead of sleeping.
+//! - `once`: `--once`'s promise, exit 0 only when every event of the scan was confirmed.
+//! - [`failure`]: one line per failure, and an exit code per kind of fix.
 #![deny(missing_docs)]
 
-pub mod change;
-pub mod clock;
-pub mod config;
-pub mod decide;
-pub mod engine;
+mod change;
+mod clock;
+mod config;
+mod decide;
+mod engine;
 pub mod failure;
-pub mod filter;
-pub mod handoff;
-pub mod hashing;
-pub mod health;
+mod filter;
+mod handoff;
+mod hashing;
+mod health;
 pub mod healthcheck;
-pub mod hints;
-pub mod http;
-pub mod identity;
-pub mod ledger;
-pub mod limits;
-pub mod logging;
-pub mod once;
-pub mod outbox;
-pub mod pairing;
-pub mod paths;
-pub mod root;
-pub mod scan;
-pub mod settle;
-pub mod stats;
-pub mod store;
+mod hints;
+mod http;
+mod identity;
+mod ledger;
+mod limits;
+mod logging;
+mod once;
+mod outbox;
+mod pairing;
+mod paths;
+mod root;
+mod scan;
+mod settle;
+mod stats;
+mod store;
+
+pub use config::{setting_error, Config, ConfigError};
+pub use store::{Entry, Op, Store, StoreError};
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SinkKind, WatchMode};
+use crate::config::SinkKind;
 
 /// How often a standby tries STATE_DIR's lock again.
 const STANDBY_LOCK_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -54,7 +85,7 @@ const ROOT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 ///
 /// Drive it with `Runtime::block_on` on a multi-threaded runtime: the engine runs on that
 /// thread, and the workers keep the HTTP endpoints, the broker connection and the timers going
-/// while it blocks (see [`engine::Engine::run`]).
+/// while it blocks.
 ///
 /// # Errors
 /// Start-up failures (state store, watcher, sink) and infrastructure failures while running.
@@ -207,87 +238,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let (hint_tx, hint_rx) = tokio::sync::mpsc::channel(limits.hint_queue);
     let rescan = Arc::new(hints::RescanFlag::default());
-    let mut rescan_every = cfg.reconcile_interval;
-    let mut polling = false;
-    let hint_tx_again = hint_tx.clone();
-    let watcher = if cfg.once {
-        None
-    } else {
-        match cfg.watch_mode {
-            WatchMode::Poll => {
-                rescan_every = cfg.poll_interval;
-                polling = true;
-                stats
-                    .polling
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(
-                    interval_ms = cfg.poll_interval.as_millis() as u64,
-                    "polling for changes"
-                );
-                None
-            }
-            WatchMode::Native => Some(hints::start_native(
-                &cfg.data_dir,
-                hint_tx,
-                Arc::clone(&rescan),
-                stats.hint_overflows.clone(),
-            )?),
-            WatchMode::Auto => {
-                match hints::start_native(
-                    &cfg.data_dir,
-                    hint_tx,
-                    Arc::clone(&rescan),
-                    stats.hint_overflows.clone(),
-                ) {
-                    Ok(w) => Some(w),
-                    Err(e @ hints::HintError::WatchLimit { .. }) => {
-                        tracing::warn!(error = %e, interval_ms = cfg.poll_interval.as_millis() as u64, "falling back to polling");
-                        rescan_every = cfg.poll_interval;
-                        polling = true;
-                        stats
-                            .polling
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                        None
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    };
-
-    // When DATA_DIR is back after a fault: watch it anew (a volume mounted again has lost its
-    // inotify watches) and rescan for what changed meanwhile, deletions included.
-    let watcher = Arc::new(std::sync::Mutex::new(watcher));
-    {
-        let (watcher, rescan, dir, overflows) = (
-            Arc::clone(&watcher),
-            Arc::clone(&rescan),
-            cfg.data_dir.clone(),
-            stats.hint_overflows.clone(),
-        );
-        root::watch(
-            Arc::clone(&root),
-            ROOT_CHECK_EVERY,
-            cancel.clone(),
-            move || {
-                let mut current = watcher.lock().unwrap_or_else(|p| p.into_inner());
-                if current.is_some() {
-                    match hints::start_native(
-                        &dir,
-                        hint_tx_again.clone(),
-                        Arc::clone(&rescan),
-                        overflows.clone(),
-                    ) {
-                        Ok(w) => *current = Some(w),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot watch DATA_DIR again; relying on rescans")
-                        }
-                    }
-                }
-                rescan.raise(hints::RescanCause::DataDirBack);
-            },
-        );
-    }
+    // Lives until the run ends: it holds the native watch and keeps the hint queue open.
+    let watch = hints::start(&cfg, hint_tx, Arc::clone(&rescan), &stats)?;
+    // When DATA_DIR is back after a fault: watch it anew and rescan.
+    root::watch(
+        Arc::clone(&root),
+        ROOT_CHECK_EVERY,
+        cancel.clone(),
+        watch.on_data_dir_back(),
+    );
 
     let engine = engine::Engine::new(
         engine::EngineConfig {
@@ -297,9 +256,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             filter: filter::Filter::new(&cfg.include, &cfg.exclude, &cfg.extensions)
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?,
             once: cfg.once,
-            polling,
+            polling: watch.polling,
             limits,
-            rescan_every,
+            rescan_every: watch.rescan_every,
             shutdown_timeout: cfg.shutdown_timeout,
             clock: clock::Clock::system(),
         },

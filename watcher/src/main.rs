@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use watcher::config::Config;
 use watcher::failure;
+use watcher::Config;
 
 /// jemalloc instead of glibc's malloc. The pipeline thread allocates a handful of small strings
 /// and paths per event and frees them a moment later, often on another thread; glibc spent 150 to
@@ -34,10 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!(
-                "file-watcher: {} (see --help)",
-                watcher::config::setting_error(&e)
-            );
+            eprintln!("file-watcher: {} (see --help)", watcher::setting_error(&e));
             return ExitCode::from(failure::EXIT_CONFIG);
         }
     };

@@ -68,6 +68,7 @@ impl<V> PathMap<V> {
     }
 
     /// Takes the key and value for `path` out, so the owned path can be reused.
+    #[cfg(test)]
     pub fn remove_entry(&mut self, path: &Path) -> Option<(PathBuf, V)> {
         self.inner
             .remove_entry(path.as_os_str())
