@@ -324,33 +324,29 @@ impl<'a> Supervisor<'a> {
             Ended::AccessRefused(error) => {
                 error!(instance_id, address = %address, url = %url, attempt, retry_in_s, "{error}");
             }
-            Ended::Unreachable(error) => warn!(
-                instance_id,
-                address = %address,
-                url = %url,
-                attempt,
-                retry_in_s,
-                next_address = %next_address,
-                error = %error,
-                "cannot connect to RabbitMQ; will retry"
-            ),
-            Ended::TimedOut => warn!(
-                instance_id,
-                address = %address,
-                url = %url,
-                attempt,
-                retry_in_s,
-                next_address = %next_address,
-                timeout_s = OPEN_TIMEOUT.as_secs(),
-                "cannot connect to RabbitMQ: timed out; will retry"
-            ),
-            Ended::ClaimLost(reason) => warn!(
-                instance_id,
-                address = %address,
-                url = %url,
-                reason = %reason,
-                "lost the RabbitMQ connection while claiming INSTANCE_ID; reconnecting"
-            ),
+            Ended::Unreachable(_) | Ended::TimedOut => {
+                // One line for both; a field that is `None` is left out of it.
+                let error = match ended {
+                    Ended::Unreachable(error) => Some(tracing::field::display(error)),
+                    _ => None,
+                };
+                let timeout_s = error.is_none().then_some(OPEN_TIMEOUT.as_secs());
+                let what = match error {
+                    Some(_) => "cannot connect to RabbitMQ; will retry",
+                    None => "cannot connect to RabbitMQ: timed out; will retry",
+                };
+                warn!(
+                    instance_id,
+                    address = %address,
+                    url = %url,
+                    attempt,
+                    retry_in_s,
+                    next_address = %next_address,
+                    error,
+                    timeout_s,
+                    "{what}"
+                );
+            }
             Ended::LinkLost(reason) if self.several => warn!(
                 instance_id,
                 address = %address,
@@ -359,13 +355,14 @@ impl<'a> Supervisor<'a> {
                 next_address = %next_address,
                 "lost the RabbitMQ node in use; failing over to the next address"
             ),
-            Ended::LinkLost(reason) => warn!(
-                instance_id,
-                address = %address,
-                url = %url,
-                reason = %reason,
-                "lost the RabbitMQ connection; reconnecting"
-            ),
+            Ended::ClaimLost(reason) | Ended::LinkLost(reason) => {
+                let what = if matches!(ended, Ended::ClaimLost(_)) {
+                    "lost the RabbitMQ connection while claiming INSTANCE_ID; reconnecting"
+                } else {
+                    "lost the RabbitMQ connection; reconnecting"
+                };
+                warn!(instance_id, address = %address, url = %url, reason = %reason, "{what}");
+            }
             Ended::Cancelled | Ended::Fatal(_) => {}
         }
     }
