@@ -67,8 +67,9 @@ pub(super) struct Shared {
     pub(super) instance_id: String,
     /// The current connection, and whether the broker blocked it. `deliver` waits on this.
     pub(super) state: watch::Sender<LinkState>,
-    /// One permit per message on the wire: the window of unconfirmed messages. The only
-    /// confirm window of the pipeline's messages on the wire; see [`in_flight`].
+    /// One permit per message on the wire: the window of unconfirmed messages, read by
+    /// [`in_flight`]. The watcher's outbox bounds its delivery tasks to the same size, but this
+    /// is the one that bounds what is on the wire.
     window: Semaphore,
     pub(super) counters: Counters,
     /// Routing keys whose returned messages were already logged: logged once, counted always.
