@@ -21,6 +21,13 @@ struct Done {
 /// Events waiting for the sink, and those handed to it and not yet accepted.
 pub struct Outbox<T> {
     sink: Arc<Sink>,
+    /// One permit per delivery started: the number of deliveries in flight. It is not a second
+    /// confirm window (the AMQP publisher's own window bounds the messages on the wire, and
+    /// `status().in_flight` reads that one); it bounds memory. The engine's backlog counts the
+    /// events *queued* here, not those in flight, so without this bound `start` would turn every
+    /// queued event into a task at once, the backlog would always read empty, and while the
+    /// broker is away the engine would keep hashing and feeding tasks without end. Sized like
+    /// the publisher's window, it never holds back a delivery the publisher would have taken.
     window: Arc<Semaphore>,
     queued: VecDeque<(Message, T)>,
     in_flight: HashMap<u64, T>,
@@ -139,8 +146,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use publisher::{Envelope, EventType, FileFacts, StdoutSink};
+    use publisher::{AmqpConfig, AmqpPublisher, Envelope, EventType, FileFacts, StdoutSink};
     use std::path::Path;
+    use tokio_util::sync::CancellationToken;
 
     fn message(name: &str) -> Message {
         Envelope::build(
@@ -170,5 +178,44 @@ mod tests {
         assert_eq!(accepted, vec![0, 1, 2, 3, 4]);
         assert!(o.is_empty());
         assert!(o.start(&TaskTracker::new()).unwrap().is_empty());
+    }
+
+    /// With no broker, AMQP deliveries never return: the outbox starts at most `window` of
+    /// them and keeps the rest queued, where the engine's backlog sees them. That is the bound
+    /// the outbox's window keeps (see `Outbox::window`).
+    #[tokio::test]
+    async fn amqp_deliveries_stop_at_the_window_and_the_rest_stays_queued() {
+        let stop = CancellationToken::new();
+        // Nothing listens on port 1: the publisher keeps reconnecting, `deliver` keeps waiting.
+        let config = AmqpConfig::from_url("amqp://guest:guest@127.0.0.1:1/%2f", "outbox").unwrap();
+        let sink = Arc::new(Sink::Amqp(AmqpPublisher::start(config, stop.clone())));
+        let tasks = TaskTracker::new();
+        let mut o = Outbox::new(Arc::clone(&sink), 3);
+        for round in 0..3 {
+            for i in 0..10 {
+                o.push(message(&format!("f{round}-{i}")), round * 10 + i);
+            }
+            assert!(o.start(&tasks).unwrap().is_empty());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert_eq!(o.in_flight(), 3, "round {round}");
+            assert_eq!(o.queued(), 7 + 10 * round, "round {round}");
+            let Sink::Amqp(p) = &*sink else {
+                unreachable!()
+            };
+            assert_eq!(p.status().in_flight, 3, "round {round}");
+        }
+        // Cancelled, the three in flight (the first three events) end and give their slots
+        // back; three more start and end at once.
+        stop.cancel();
+        for _ in 0..3 {
+            let (meta, result) = o.done().await;
+            assert!(meta < 3, "{meta}");
+            assert!(matches!(result, Err(SinkError::Closed)), "{result:?}");
+        }
+        assert_eq!(o.in_flight(), 0);
+        assert!(o.start(&tasks).unwrap().is_empty());
+        assert_eq!((o.in_flight(), o.queued()), (3, 24));
+        tasks.close();
+        tasks.wait().await;
     }
 }

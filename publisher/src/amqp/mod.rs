@@ -3,22 +3,32 @@
 //!
 //! - `config`: where the broker is; the only holder of the password.
 //! - `connection`: one live connection, its confirm channel and its single publish writer.
-//! - `publisher`: the supervisor that keeps a connection alive, and `deliver`.
+//! - `claim`: the claim of `INSTANCE_ID` (an exclusive queue), standing by while another live
+//!   instance holds it, or stopping for good (`OnDuplicate`); `claimed`, `failure` and
+//!   `standby_reason`.
+//! - `supervisor`: the task that keeps one connection alive: opens it, takes the claim, serves
+//!   it to `deliver`, and reconnects or fails over with `backoff` and `rotation` when it ends.
+//! - `publisher`: `AmqpPublisher` and `deliver`: the window of unconfirmed messages, confirms,
+//!   nacks and lost connections retried, unroutable messages held; the state the three share.
 //! - `status`: counters and the health snapshot.
 //! - `backoff`: reconnect delays.
 //! - `rotation`: which broker address to try next (failover over a cluster's nodes).
 
 mod backoff;
+mod claim;
 mod config;
 mod connection;
 mod publisher;
 mod rotation;
 mod status;
+mod supervisor;
 
+pub use claim::STANDBY_RETRY;
 pub use config::{
     claim_queue, parse_hosts, AmqpConfig, OnDuplicate, OnUnroutable, QueueSpec, QueueType,
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_QUEUE, DEFAULT_WINDOW,
     QUEUE_BINDING,
 };
-pub use publisher::{AmqpPublisher, BLOCKED_FAILOVER_AFTER, HOLD_RETRY_MAX, STANDBY_RETRY};
+pub use publisher::{AmqpPublisher, HOLD_RETRY_MAX};
 pub use status::AmqpStatus;
+pub use supervisor::BLOCKED_FAILOVER_AFTER;

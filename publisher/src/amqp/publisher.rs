@@ -1,45 +1,35 @@
-//! The AMQP sink: a supervisor task that keeps one connection alive, and `deliver`, which
-//! publishes one message and returns only once the broker has acked it.
+//! Publishing: [`AmqpPublisher`], whose `deliver` publishes one message within the window of
+//! unconfirmed messages and returns only once the broker has acked it, and the state it shares
+//! with the supervisor (`super::supervisor`) that keeps the connection alive and the claim
+//! (`super::claim`).
+//!
+//! The decisions `deliver` makes are pure functions of plain values ([`LinkState::ready`],
+//! [`in_flight`], [`nack_warn_due`], [`hold`] and [`release`], [`properties`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use lapin::message::BasicReturnMessage;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Confirmation, Event};
+use lapin::{BasicProperties, Confirmation};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
-use super::config::{claim_queue, connect_order, AmqpConfig, OnDuplicate, OnUnroutable};
+use super::config::{AmqpConfig, OnUnroutable};
 use super::connection::{Link, PublishRequest};
-use super::rotation::{Next, Rotation};
 use super::status::{AmqpStatus, Counters};
+use super::supervisor::supervise;
 use crate::envelope::Message;
 use crate::error::SinkError;
 
-/// How long opening a connection (TCP, TLS, handshake, channel, exchange) may take in total.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a clean close may take before the connection is simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A broker that nacks (a full queue with `reject-publish`) nacks every retry: log a sample.
 const NACK_LOG_EVERY: Duration = Duration::from_secs(10);
-/// How often the supervisor double-checks the connection besides lapin's events.
-const HEALTH_TICK: Duration = Duration::from_secs(1);
-/// How long a connection may stay blocked before the publisher tries the next address, when
-/// it has several. A memory or disk alarm blocks publishers on every node of a cluster, so
-/// this mostly helps when one node is in trouble alone; after a full round it backs off.
-pub const BLOCKED_FAILOVER_AFTER: Duration = Duration::from_secs(10);
-/// How often a standby tries to take the claim of its `INSTANCE_ID`: the bound on how long a
-/// takeover takes once the active instance's connection is gone.
-pub const STANDBY_RETRY: Duration = Duration::from_secs(2);
 
 /// Publishes envelopes to RabbitMQ with publisher confirms, reconnecting for ever.
 ///
@@ -66,19 +56,22 @@ pub const STANDBY_RETRY: Duration = Duration::from_secs(2);
 /// ```
 #[derive(Debug, Clone)]
 pub struct AmqpPublisher {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
+/// What `deliver`, the supervisor and the claim share.
 #[derive(Debug)]
-struct Shared {
-    config: AmqpConfig,
+pub(super) struct Shared {
+    pub(super) config: AmqpConfig,
     /// Copied out of `config` for the many log lines that carry it.
-    instance_id: String,
+    pub(super) instance_id: String,
     /// The current connection, and whether the broker blocked it. `deliver` waits on this.
-    state: watch::Sender<LinkState>,
-    /// One permit per message on the wire: the window of unconfirmed messages.
+    pub(super) state: watch::Sender<LinkState>,
+    /// One permit per message on the wire: the window of unconfirmed messages, read by
+    /// [`in_flight`]. The watcher's outbox bounds its delivery tasks to the same size, but this
+    /// is the one that bounds what is on the wire.
     window: Semaphore,
-    counters: Counters,
+    pub(super) counters: Counters,
     /// Routing keys whose returned messages were already logged: logged once, counted always.
     /// A key is logged again after it was routable for a while.
     returned_keys: Mutex<HashSet<String>>,
@@ -87,46 +80,84 @@ struct Shared {
     /// When a nack was last logged at warn level.
     last_nack_log: Mutex<Option<tokio::time::Instant>>,
     /// Set by a `deliver` whose publish failed: the generation it failed on.
-    broken_generation: AtomicU64,
+    pub(super) broken_generation: AtomicU64,
     /// Wakes the supervisor after `broken_generation` was set.
-    broken: Notify,
+    pub(super) broken: Notify,
     /// Why the publisher stopped for good (a duplicate instance, a refused claim), until taken
     /// by [`AmqpPublisher::failure`].
-    failure: Mutex<Option<SinkError>>,
-    cancel: CancellationToken,
+    pub(super) failure: Mutex<Option<SinkError>>,
+    pub(super) cancel: CancellationToken,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the supervisor tells `deliver` and the health checks about the connection.
 #[derive(Debug, Clone, Default)]
-struct LinkState {
-    link: Option<Arc<Link>>,
-    blocked: bool,
+pub(super) struct LinkState {
+    pub(super) link: Option<Arc<Link>>,
+    pub(super) blocked: bool,
     /// Connected, but another instance holds the claim: why this one waits.
-    standby: Option<Arc<str>>,
+    pub(super) standby: Option<Arc<str>>,
     /// The supervisor stopped for good; `failure` says why.
-    failed: bool,
+    pub(super) failed: bool,
     /// A whole round of addresses failed to connect (down, or the login refused) since the
     /// last connection: no claim can be known yet.
-    unreachable: bool,
+    pub(super) unreachable: bool,
 }
 
 impl LinkState {
     /// The link a publish may go to now: present, not blocked, not the one that just failed.
     fn ready(&self, not_generation: u64) -> Option<Arc<Link>> {
-        match &self.link {
-            Some(link) if !self.blocked && link.generation != not_generation => {
-                Some(Arc::clone(link))
-            }
-            _ => None,
-        }
+        let link = self.link.as_ref()?;
+        ready(Some(link.generation), self.blocked, not_generation).then(|| Arc::clone(link))
     }
 
     /// Whether a connection newer than `generation` is in place.
     fn replaced(&self, generation: u64) -> bool {
-        self.link
-            .as_ref()
-            .is_some_and(|l| l.generation > generation)
+        replaced(self.link.as_ref().map(|l| l.generation), generation)
     }
+}
+
+/// Whether a publish may go to the connection `current` (its generation, if any) now: present,
+/// not blocked, not the one that just failed.
+fn ready(current: Option<u64>, blocked: bool, not_generation: u64) -> bool {
+    current.is_some_and(|g| !blocked && g != not_generation)
+}
+
+/// Whether the connection `current` is newer than `generation`: a confirm still awaited on
+/// `generation` will never come.
+fn replaced(current: Option<u64>, generation: u64) -> bool {
+    current.is_some_and(|g| g > generation)
+}
+
+/// `deliver` calls holding a slot of a window of `window` (at least 1) of which `available`
+/// are free: published and not yet confirmed, or waiting for a connection to publish on.
+fn in_flight(window: usize, available: usize) -> u64 {
+    window.max(1).saturating_sub(available) as u64
+}
+
+/// Whether a nack gets a warn line, `since_last` after the last one that did (`None`: none
+/// did yet): the first one, then one per [`NACK_LOG_EVERY`].
+fn nack_warn_due(since_last: Option<Duration>) -> bool {
+    since_last.is_none_or(|d| d >= NACK_LOG_EVERY)
+}
+
+/// Counts one more message held under `routing_key`.
+fn hold(held: &mut BTreeMap<&'static str, u64>, routing_key: &'static str) {
+    *held.entry(routing_key).or_insert(0) += 1;
+}
+
+/// Counts one message under `routing_key` as no longer held; `true` when it was the last one,
+/// so the key is routable again.
+fn release(held: &mut BTreeMap<&'static str, u64>, routing_key: &str) -> bool {
+    let Some(n) = held.get_mut(routing_key) else {
+        return false;
+    };
+    *n = n.saturating_sub(1);
+    if *n > 0 {
+        return false;
+    }
+    held.remove(routing_key);
+    true
 }
 
 /// How one publish attempt ended.
@@ -150,7 +181,7 @@ struct Held<'a> {
 
 impl<'a> Held<'a> {
     fn new(shared: &'a Shared, routing_key: &'static str) -> Self {
-        *lock(&shared.held).entry(routing_key).or_insert(0) += 1;
+        hold(&mut lock(&shared.held), routing_key);
         Self {
             shared,
             routing_key,
@@ -164,20 +195,16 @@ impl Drop for Held<'_> {
     /// way it is no longer held here.
     fn drop(&mut self) {
         let mut held = lock(&self.shared.held);
-        if let Some(n) = held.get_mut(self.routing_key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.remove(self.routing_key);
-                // Logged again if it becomes unroutable again.
-                lock(&self.shared.returned_keys).remove(self.routing_key);
-                if !self.shared.cancel.is_cancelled() {
-                    info!(
-                        instance_id = %self.shared.instance_id,
-                        routing_key = self.routing_key,
-                        "routing key {} is routable again: no message is held for it any more",
-                        self.routing_key
-                    );
-                }
+        if release(&mut held, self.routing_key) {
+            // Logged again if it becomes unroutable again.
+            lock(&self.shared.returned_keys).remove(self.routing_key);
+            if !self.shared.cancel.is_cancelled() {
+                info!(
+                    instance_id = %self.shared.instance_id,
+                    routing_key = self.routing_key,
+                    "routing key {} is routable again: no message is held for it any more",
+                    self.routing_key
+                );
             }
         }
     }
@@ -389,51 +416,6 @@ impl AmqpPublisher {
         }
     }
 
-    /// Waits until a connection is in place and holds the claim (when
-    /// [`AmqpConfig::claim`] is set): the moment an instance may start scanning. A standby
-    /// waits here until the active instance goes away.
-    ///
-    /// It also returns once a whole round of addresses has failed to connect: with no broker,
-    /// nothing can be published anyway, and an instance may scan ahead and hold its work back
-    /// (bounded) as before. The claim is still taken before the first publish: a duplicate found
-    /// once a broker answers stands by, or stops ([`AmqpPublisher::failure`]), before it
-    /// publishes anything.
-    ///
-    /// # Errors
-    /// What stopped the publisher for good ([`SinkError::Duplicate`],
-    /// [`SinkError::ClaimRefused`]), or [`SinkError::Closed`] after the cancel token fired.
-    pub async fn claimed(&self) -> Result<(), SinkError> {
-        let mut state = self.shared.state.subscribe();
-        let failed = tokio::select! {
-            biased;
-            () = self.shared.cancel.cancelled() => return Err(SinkError::Closed),
-            s = state.wait_for(|s| s.link.is_some() || s.failed || s.unreachable) => {
-                s.map_or(true, |s| s.failed)
-            }
-        };
-        if failed {
-            return Err(self.take_failure());
-        }
-        Ok(())
-    }
-
-    /// Resolves once the publisher has stopped for good, with the reason: in `exit` mode, a
-    /// claim found held by another instance after a reconnect. Pending otherwise (also after
-    /// cancel), so it can sit in a `select!` beside the pipeline.
-    pub async fn failure(&self) -> SinkError {
-        let mut state = self.shared.state.subscribe();
-        if state.wait_for(|s| s.failed).await.is_ok() {
-            return self.take_failure();
-        }
-        std::future::pending().await
-    }
-
-    fn take_failure(&self) -> SinkError {
-        lock(&self.shared.failure)
-            .take()
-            .unwrap_or(SinkError::Closed)
-    }
-
     /// `host:port` of the node in use, while connected.
     pub fn address(&self) -> Option<String> {
         self.shared
@@ -442,16 +424,6 @@ impl AmqpPublisher {
             .link
             .as_ref()
             .map(|l| l.address.clone())
-    }
-
-    /// Why this instance stands by (another one holds its claim), while it does.
-    pub fn standby_reason(&self) -> Option<String> {
-        self.shared
-            .state
-            .borrow()
-            .standby
-            .as_deref()
-            .map(str::to_owned)
     }
 
     async fn pause(&self, d: Duration) -> Result<(), SinkError> {
@@ -465,13 +437,11 @@ impl AmqpPublisher {
     fn nack_log_due(&self) -> bool {
         let now = tokio::time::Instant::now();
         let mut last = lock(&self.shared.last_nack_log);
-        match *last {
-            Some(t) if now.duration_since(t) < NACK_LOG_EVERY => false,
-            _ => {
-                *last = Some(now);
-                true
-            }
+        let due = nack_warn_due(last.map(|t| now.duration_since(t)));
+        if due {
+            *last = Some(now);
         }
+        due
     }
 
     /// Counts a returned (unroutable) message, and logs the first one per routing key.
@@ -526,8 +496,7 @@ impl AmqpPublisher {
             let s = shared.state.borrow();
             (s.link.is_some(), s.blocked, s.standby.is_some())
         };
-        let window = shared.config.window.max(1);
-        let in_flight = window.saturating_sub(shared.window.available_permits()) as u64;
+        let in_flight = in_flight(shared.config.window, shared.window.available_permits());
         let mut status = shared.counters.snapshot(connected, blocked, in_flight);
         status.standby = standby;
         status.held = lock(&shared.held).values().sum();
@@ -572,322 +541,161 @@ fn properties(msg: &Message) -> BasicProperties {
         .with_headers(headers)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data stays valid even if a holder panicked.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// How holding the claim on a fresh connection ended.
-enum Claim {
-    /// This connection holds it: go on and publish.
-    Held,
-    /// The cancel token fired while standing by.
-    Cancelled,
-    /// Stop for good: a duplicate in `exit` mode, or a refused declare.
-    Fatal(SinkError),
-    /// The connection failed while claiming or standing by.
-    Lost(String),
-}
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
 
-/// Claims the instance's id on `link`, standing by as long as another connection holds it
-/// (in `standby` mode).
-async fn hold_claim(shared: &Shared, link: &Link, index: usize, mode: OnDuplicate) -> Claim {
-    let config = &shared.config;
-    let instance_id = shared.instance_id.as_str();
-    let mut waiting = false;
-    loop {
-        match link.claim(config, index).await {
-            Ok(true) => {
-                if waiting {
-                    info!(
-                        instance_id,
-                        address = %link.address,
-                        "the other instance released INSTANCE_ID; taking over as the active instance"
-                    );
-                }
-                shared.state.send_modify(|s| s.standby = None);
-                return Claim::Held;
-            }
-            Ok(false) => {
-                let queue = claim_queue(instance_id);
-                if mode == OnDuplicate::Exit {
-                    return Claim::Fatal(SinkError::Duplicate {
-                        instance_id: instance_id.to_owned(),
-                        queue,
-                        url: config.redacted_at(index),
-                    });
-                }
-                if !waiting {
-                    waiting = true;
-                    let reason = format!(
-                        "standby: another live instance holds INSTANCE_ID {instance_id} (queue \
-                         {queue}); this one takes over when that one goes away"
-                    );
-                    warn!(
-                        instance_id,
-                        address = %link.address,
-                        retry_s = STANDBY_RETRY.as_secs(),
-                        "{reason}; not scanning or publishing meanwhile"
-                    );
-                    shared
-                        .state
-                        .send_modify(|s| s.standby = Some(Arc::from(reason.as_str())));
-                }
-                tokio::select! {
-                    () = shared.cancel.cancelled() => return Claim::Cancelled,
-                    () = tokio::time::sleep(STANDBY_RETRY) => {}
-                }
-                if !link.connection.status().connected() {
-                    return Claim::Lost("the connection closed while standing by".into());
-                }
-            }
-            Err(error @ SinkError::ClaimRefused { .. }) => return Claim::Fatal(error),
-            Err(error) => return Claim::Lost(error.to_string()),
+    use super::*;
+    use crate::envelope::{Envelope, EventType, FileFacts};
+
+    /// (connection's generation, blocked, the generation that failed, ready, replaced after 3).
+    #[test]
+    fn which_connection_a_publish_may_use() {
+        let cases = [
+            (None, false, 0, false, false),
+            (None, true, 0, false, false),
+            (Some(1), false, 0, true, false),
+            (Some(1), true, 0, false, false),
+            (Some(3), false, 3, false, false),
+            (Some(4), false, 3, true, true),
+            (Some(4), true, 3, false, true),
+            (Some(2), false, 3, true, false),
+        ];
+        for (current, blocked, failed, want_ready, want_replaced) in cases {
+            let name = format!("({current:?}, {blocked}, {failed})");
+            assert_eq!(ready(current, blocked, failed), want_ready, "ready {name}");
+            assert_eq!(replaced(current, 3), want_replaced, "replaced {name}");
         }
+        // No connection at all is neither ready nor a replacement.
+        let state = LinkState::default();
+        assert!(state.ready(0).is_none());
+        assert!(!state.replaced(0));
     }
-}
 
-async fn close_quietly(link: &Link) {
-    if link.connection.status().connected() {
-        let close = link
-            .connection
-            .close(200, ShortString::from("file-watcher closing"));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
-    }
-}
-
-/// Keeps one connection alive until the cancel token fires, moving along the configured
-/// addresses when a node fails ([`Rotation`]).
-async fn supervise(shared: Arc<Shared>) {
-    let config = &shared.config;
-    let instance_id = shared.instance_id.as_str();
-    let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
-    let mut rotation = Rotation::new(connect_order(
-        config.address_count(),
-        config.shuffle,
-        &mut fastrand::Rng::new(),
-    ));
-    let several = config.address_count() > 1;
-    let mut generation = 0u64;
-    let mut attempt = 0u64;
-    let mut connected_before = false;
-    let delay_for = |next: Next, backoff: &mut Backoff| match next {
-        Next::Now => Duration::ZERO,
-        Next::Backoff => backoff.next_delay(fastrand::f64()),
-    };
-    while !shared.cancel.is_cancelled() {
-        generation += 1;
-        attempt += 1;
-        let index = rotation.current();
-        let url = config.redacted_at(index);
-        let address = config.address(index);
-        let opened = tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(config, index, generation)) => opened,
-        };
-        let delay = match opened {
-            Ok(Ok(link)) => {
-                if let Some(mode) = config.claim {
-                    match hold_claim(&shared, &link, index, mode).await {
-                        Claim::Held => {}
-                        Claim::Cancelled => {
-                            close_quietly(&link).await;
-                            break;
-                        }
-                        Claim::Fatal(error) => {
-                            close_quietly(&link).await;
-                            *lock(&shared.failure) = Some(error);
-                            shared.state.send_replace(LinkState {
-                                failed: true,
-                                ..LinkState::default()
-                            });
-                            info!(instance_id, "AMQP publisher stopped");
-                            return;
-                        }
-                        Claim::Lost(reason) => {
-                            close_quietly(&link).await;
-                            shared.state.send_modify(|s| s.standby = None);
-                            Counters::bump(&shared.counters.connect_failures);
-                            let next = rotation.failed();
-                            warn!(instance_id, address = %address, url = %url, reason = %reason, "lost the RabbitMQ connection while claiming INSTANCE_ID; reconnecting");
-                            let delay = delay_for(next, &mut backoff);
-                            tokio::select! {
-                                () = shared.cancel.cancelled() => break,
-                                () = tokio::time::sleep(delay) => {}
-                            }
-                            continue;
-                        }
-                    }
-                }
-                if connected_before {
-                    Counters::bump(&shared.counters.reconnects);
-                }
-                connected_before = true;
-                info!(
-                    instance_id,
-                    address = %address,
-                    url = %url,
-                    connection_name = %config.connection_name(),
-                    exchange = %config.exchange,
-                    attempt,
-                    "connected to RabbitMQ"
-                );
-                attempt = 0;
-                backoff.reset();
-                rotation.connected();
-                let reason = run_link(&shared, Arc::new(link), several).await;
-                let Some(reason) = reason else { break };
-                let next = rotation.failed();
-                if several {
-                    warn!(
-                        instance_id,
-                        address = %address,
-                        url = %url,
-                        reason = %reason,
-                        next_address = %config.address(rotation.current()),
-                        "lost the RabbitMQ node in use; failing over to the next address"
-                    );
-                } else {
-                    warn!(instance_id, address = %address, url = %url, reason = %reason, "lost the RabbitMQ connection; reconnecting");
-                }
-                delay_for(next, &mut backoff)
-            }
-            Ok(Err(error @ (SinkError::QueueMismatch { .. } | SinkError::QueueRefused { .. }))) => {
-                // Every node and every retry would refuse the declaration the same way.
-                *lock(&shared.failure) = Some(error);
-                shared.state.send_replace(LinkState {
-                    failed: true,
-                    ..LinkState::default()
-                });
-                info!(instance_id, "AMQP publisher stopped");
-                return;
-            }
-            Ok(Err(error @ SinkError::AccessRefused { .. })) => {
-                Counters::bump(&shared.counters.connect_failures);
-                if rotation.failed() == Next::Backoff {
-                    shared.state.send_modify(|s| s.unreachable = true);
-                }
-                let delay = backoff.slow_delay(fastrand::f64());
-                error!(
-                    instance_id,
-                    address = %address,
-                    url = %url,
-                    attempt,
-                    retry_in_s = delay.as_secs_f64(),
-                    "{error}"
-                );
-                delay
-            }
-            Ok(Err(error)) => {
-                Counters::bump(&shared.counters.connect_failures);
-                let next = rotation.failed();
-                if next == Next::Backoff {
-                    shared.state.send_modify(|s| s.unreachable = true);
-                }
-                let delay = delay_for(next, &mut backoff);
-                warn!(
-                    instance_id,
-                    address = %address,
-                    url = %url,
-                    attempt,
-                    retry_in_s = delay.as_secs_f64(),
-                    next_address = %config.address(rotation.current()),
-                    error = %error,
-                    "cannot connect to RabbitMQ; will retry"
-                );
-                delay
-            }
-            Err(_elapsed) => {
-                Counters::bump(&shared.counters.connect_failures);
-                let next = rotation.failed();
-                if next == Next::Backoff {
-                    shared.state.send_modify(|s| s.unreachable = true);
-                }
-                let delay = delay_for(next, &mut backoff);
-                warn!(
-                    instance_id,
-                    address = %address,
-                    url = %url,
-                    attempt,
-                    retry_in_s = delay.as_secs_f64(),
-                    next_address = %config.address(rotation.current()),
-                    timeout_s = OPEN_TIMEOUT.as_secs(),
-                    "cannot connect to RabbitMQ: timed out; will retry"
-                );
-                delay
-            }
-        };
-        tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
-        }
-    }
-    shared.state.send_replace(LinkState::default());
-    info!(instance_id, "AMQP publisher stopped");
-}
-
-/// Serves one connection: installs it for `deliver`, follows blocked/unblocked and errors, and
-/// returns why it ended, or `None` on cancel. The connection is closed on return. With
-/// `several` addresses, a connection blocked for [`BLOCKED_FAILOVER_AFTER`] is given up too.
-async fn run_link(shared: &Shared, link: Arc<Link>, several: bool) -> Option<String> {
-    let instance_id = shared.instance_id.as_str();
-    let mut events = pin!(link.connection.events_listener());
-    let blocked = link.connection.status().blocked();
-    shared.state.send_replace(LinkState {
-        link: Some(Arc::clone(&link)),
-        blocked,
-        ..LinkState::default()
-    });
-    let mut blocked_since = blocked.then(tokio::time::Instant::now);
-    let mut tick = tokio::time::interval(HEALTH_TICK);
-    let reason = loop {
-        tokio::select! {
-            () = shared.cancel.cancelled() => break None,
-            event = events.next() => match event {
-                Some(Event::ConnectionBlocked(reason)) => {
-                    warn!(instance_id, reason = %reason, "RabbitMQ blocked the connection (resource alarm); publishing paused");
-                    shared.state.send_modify(|s| s.blocked = true);
-                    blocked_since.get_or_insert_with(tokio::time::Instant::now);
-                }
-                Some(Event::ConnectionUnblocked) => {
-                    info!(instance_id, "RabbitMQ unblocked the connection; publishing resumed");
-                    shared.state.send_modify(|s| s.blocked = false);
-                    blocked_since = None;
-                }
-                Some(Event::Error(e)) => break Some(e.to_string()),
-                Some(_) => {}
-                None => break Some("the connection's event stream ended".into()),
-            },
-            () = shared.broken.notified() => {
-                if shared.broken_generation.load(Ordering::Relaxed) == link.generation {
-                    break Some("a publish failed on it".into());
-                }
-            }
-            _ = tick.tick() => {
-                if !link.is_healthy() {
-                    break Some("the connection or its channel is no longer open".into());
-                }
-                if several && blocked_since.is_some_and(|t| t.elapsed() >= BLOCKED_FAILOVER_AFTER) {
-                    break Some(format!(
-                        "the node has blocked publishing for {} s",
-                        BLOCKED_FAILOVER_AFTER.as_secs()
-                    ));
-                }
-            }
-        }
-    };
-    // Take it away from `deliver` first, so nothing new goes to a closing connection.
-    shared.state.send_replace(LinkState::default());
-    if link.connection.status().connected() {
-        let close = link
-            .connection
-            .close(200, ShortString::from("file-watcher closing"));
-        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
-            debug!(
-                instance_id,
-                "the connection did not close in time; dropping it"
+    /// (configured window, free permits, in flight).
+    #[test]
+    fn in_flight_is_the_window_taken() {
+        let cases = [
+            (64, 64, 0),
+            (64, 0, 64),
+            (64, 10, 54),
+            (0, 1, 0),
+            (0, 0, 1),
+            (1, 0, 1),
+            // More permits than the window (never happens): none in flight, not an underflow.
+            (4, 9, 0),
+        ];
+        for (window, available, want) in cases {
+            assert_eq!(
+                in_flight(window, available),
+                want,
+                "({window}, {available})"
             );
         }
     }
-    reason
+
+    #[test]
+    fn in_flight_follows_the_semaphore() {
+        let window = Semaphore::new(3);
+        let a = window.try_acquire().unwrap();
+        let _b = window.try_acquire().unwrap();
+        assert_eq!(in_flight(3, window.available_permits()), 2);
+        drop(a);
+        assert_eq!(in_flight(3, window.available_permits()), 1);
+    }
+
+    #[test]
+    fn nacks_are_warned_about_once_per_period() {
+        let cases = [
+            (None, true),
+            (Some(Duration::ZERO), false),
+            (Some(NACK_LOG_EVERY - Duration::from_millis(1)), false),
+            (Some(NACK_LOG_EVERY), true),
+            (Some(NACK_LOG_EVERY * 3), true),
+        ];
+        for (since_last, want) in cases {
+            assert_eq!(nack_warn_due(since_last), want, "{since_last:?}");
+        }
+    }
+
+    /// Steps: `+key` holds one message, `-key` releases one (with whether the key is routable
+    /// again); the counts after each step.
+    #[test]
+    fn held_messages_are_counted_per_routing_key() {
+        type Step = (&'static str, bool, &'static [(&'static str, u64)]);
+        let steps: [Step; 7] = [
+            ("+a", false, &[("a", 1)]),
+            ("+a", false, &[("a", 2)]),
+            ("+b", false, &[("a", 2), ("b", 1)]),
+            ("-a", false, &[("a", 1), ("b", 1)]),
+            ("-b", true, &[("a", 1)]),
+            ("-b", false, &[("a", 1)]),
+            ("-a", true, &[]),
+        ];
+        let mut held = BTreeMap::new();
+        for (i, (step, want_routable, want)) in steps.into_iter().enumerate() {
+            let key: &'static str = &step[1..];
+            let routable = if step.starts_with('+') {
+                hold(&mut held, key);
+                false
+            } else {
+                release(&mut held, key)
+            };
+            assert_eq!(routable, want_routable, "step {i}: {step}");
+            let counts: Vec<_> = held.iter().map(|(k, n)| (*k, *n)).collect();
+            assert_eq!(counts, want, "step {i}: {step}");
+        }
+    }
+
+    #[test]
+    fn properties_carry_the_contract_and_the_event_time() {
+        let at = chrono::DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let msg = Envelope::build(
+            EventType::FileCreated,
+            "watcher-music",
+            Path::new("/d"),
+            Path::new("/d/a.flac"),
+            None,
+            FileFacts {
+                size: 1,
+                sha256_hex: "0".repeat(64),
+                xxh128_hex: "0".repeat(32),
+            },
+            at,
+        );
+        let p = properties(&msg);
+        assert_eq!(p.delivery_mode(), &Some(2));
+        assert_eq!(
+            p.content_type().as_ref().map(ShortString::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            p.message_id().as_ref().map(ShortString::as_str),
+            Some(msg.message_id())
+        );
+        assert_eq!(
+            p.app_id().as_ref().map(ShortString::as_str),
+            Some("file-watcher")
+        );
+        // The event's own time, so a republished copy is identical.
+        assert_eq!(p.timestamp(), &Some(at.timestamp() as u64));
+        assert_eq!(properties(&msg), p);
+        let headers = p.headers().as_ref().unwrap().inner();
+        for (name, want) in [
+            ("instance_id", "watcher-music"),
+            ("event_type", "file_created"),
+        ] {
+            match headers.get(name) {
+                Some(AMQPValue::LongString(v)) => assert_eq!(v.to_string(), want, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
 }
