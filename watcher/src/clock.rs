@@ -24,6 +24,7 @@ impl Clock {
     }
 
     /// A clock that stands still until [`Clock::advance`] moves it; it starts at the real time.
+    #[cfg(test)]
     pub fn manual() -> Self {
         Self {
             manual: Some(Arc::new(Mutex::new((Instant::now(), SystemTime::now())))),
@@ -47,6 +48,7 @@ impl Clock {
     }
 
     /// Moves a manual clock (and every clone of it) forward by `d`; the real clock ignores it.
+    #[cfg(test)]
     pub fn advance(&self, d: Duration) {
         if let Some(m) = &self.manual {
             let mut t = lock(m);
