@@ -5,6 +5,7 @@
 //! - [`crate::settle`]: the pending set, coalesced per path, with its quiet periods and renames;
 //! - [`crate::decide`]: the pure decision for a settled path and for a hash result;
 //! - [`crate::pairing`]: the inode limbo and a scan's vanished set, where moves are paired;
+//! - [`crate::scans`]: the scan owed and the one running, its progress, its end and its deletions;
 //! - [`crate::outbox`]: the delivery window to the sink;
 //! - [`crate::ledger`]: the overlay of accepted changes and the commit policy;
 //! - [`crate::limits`]: the bound of every queue, and the page size of bulk work.
@@ -22,7 +23,6 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,7 @@ use crate::pairing::Limbo;
 use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
+use crate::scans::{Found, Launch, Scans};
 use crate::settle::{Observed, Origin, Pending, Settle};
 use crate::stats::Stats;
 use crate::store::{Entry, Op, Store, StoreError};
@@ -59,12 +60,6 @@ const HEARTBEAT: Duration = Duration::from_millis(250);
 /// How long a look at DATA_DIR's soundness is reused: a directory of many deletions then costs
 /// one `stat` of the root, not one per file, and an unmount is still seen within this.
 const ROOT_LOOK_REUSED: Duration = Duration::from_millis(100);
-
-/// How often a running scan drops the paths whose work is done (see `finish_scan_if_done`).
-const SCAN_PRUNE_EVERY: Duration = Duration::from_millis(500);
-
-/// How often a running scan logs its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
@@ -151,21 +146,6 @@ enum Bulk {
     ScanVanished,
 }
 
-#[derive(Default)]
-struct ScanState {
-    /// Entries the sweep put in the store's vanished set, and how many of them new files
-    /// claimed as moves.
-    vanished: u64,
-    paired: u64,
-    walk_done: bool,
-    paths: PathSet,
-    files: u64,
-    unchanged: u64,
-    started: Option<Instant>,
-    last_check: Option<Instant>,
-    initial: bool,
-}
-
 /// The running pipeline. Build it with [`Engine::new`], then `run` it.
 pub struct Engine {
     cfg: EngineConfig,
@@ -180,16 +160,10 @@ pub struct Engine {
     bulk: VecDeque<Bulk>,
     hints: mpsc::Receiver<Change>,
     rescan: Arc<RescanFlag>,
-    scan_tx: mpsc::Sender<ScanMsg>,
-    scan_rx: mpsc::Receiver<ScanMsg>,
-    walk_tx: mpsc::Sender<ScanMsg>,
-    walk_rx: mpsc::Receiver<ScanMsg>,
-    scan: Option<ScanState>,
-    scan_owed: bool,
-    scans_run: u64,
+    /// The full scans and directory walks: what is owed, what runs, and their channels.
+    scans: Scans,
     /// Deliveries that ended without a confirmation (the sink closed first).
     unconfirmed: u64,
-    scan_stop: Arc<AtomicBool>,
     /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
     /// knows what is still running and waits for it up to the deadline, no longer.
     tasks: TaskTracker,
@@ -201,7 +175,6 @@ pub struct Engine {
     /// returns it.
     fatal: Option<EngineError>,
     stats: Arc<Stats>,
-    last_progress: Instant,
     /// When the first hint behind the decision being made now arrived: set before a settled
     /// path, a scan's find or a hash result is decided, read by `emit` for the latency metric.
     since: Instant,
@@ -237,8 +210,13 @@ impl Engine {
     ) -> Self {
         let limits = cfg.limits;
         let now = cfg.clock.now();
-        let (scan_tx, scan_rx) = mpsc::channel(limits.scan_queue);
-        let (walk_tx, walk_rx) = mpsc::channel(limits.scan_queue);
+        let scans = Scans::new(
+            cfg.data_dir.clone(),
+            cfg.once,
+            limits.scan_queue,
+            Arc::clone(&stats),
+            now,
+        );
         Self {
             settle: Settle::new(cfg.settle_delay),
             cfg,
@@ -249,20 +227,12 @@ impl Engine {
             bulk: VecDeque::new(),
             hints,
             rescan,
-            scan_tx,
-            scan_rx,
-            walk_tx,
-            walk_rx,
-            scan: None,
-            scan_owed: true,
-            scans_run: 0,
+            scans,
             unconfirmed: 0,
-            scan_stop: Arc::new(AtomicBool::new(false)),
             tasks: TaskTracker::new(),
             limbo: Limbo::default(),
             fatal: None,
             stats,
-            last_progress: now,
             since: now,
             root,
             root_looked: None,
@@ -316,7 +286,7 @@ impl Engine {
             if let Err(e) = self.pump() {
                 break Err(e);
             }
-            if self.cfg.once && self.scans_run > 0 && self.scan.is_none() && self.is_idle() {
+            if self.cfg.once && self.scans.ran_and_ended() && self.is_idle() {
                 break Ok(true);
             }
             let room = self.settle.len() < self.cfg.limits.pending;
@@ -349,6 +319,7 @@ impl Engine {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
+            let (scan_rx, walk_rx) = self.scans.receivers();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(false),
@@ -358,7 +329,7 @@ impl Engine {
                     }
                 }
                 () = self.hashing.ready() => self.take_hashed(),
-                Some(m) = self.scan_rx.recv(), if scan_room => {
+                Some(m) = scan_rx.recv(), if scan_room => {
                     // The latency of what a scan finds starts when its batch arrives.
                     self.since = self.cfg.clock.now();
                     self.scan_msg(m);
@@ -367,14 +338,14 @@ impl Engine {
                         if self.backlogged() {
                             break;
                         }
-                        let Ok(m) = self.scan_rx.try_recv() else { break };
+                        let Some(m) = self.scans.try_next_scan() else { break };
                         self.scan_msg(m);
                     }
                 }
-                Some(m) = self.walk_rx.recv(), if room => {
+                Some(m) = walk_rx.recv(), if room => {
                     self.walk_msg(m);
                     for _ in 0..BATCH {
-                        let Ok(m) = self.walk_rx.try_recv() else { break };
+                        let Some(m) = self.scans.try_next_walk() else { break };
                         self.walk_msg(m);
                     }
                 }
@@ -390,13 +361,12 @@ impl Engine {
                     let cause = if self.cfg.polling { RescanCause::Poll } else { RescanCause::Periodic };
                     self.stats.rescan(cause);
                     tracing::debug!(cause = cause.as_str(), "rescan scheduled: {}", cause.advice());
-                    self.scan_owed = true;
+                    self.scans.owe();
                 }
                 () = &mut timer => {}
             }
         };
-        let scanned = self.scans_run > 0
-            && self.scan.is_none()
+        let scanned = self.scans.ran_and_ended()
             && self.limbo.is_empty()
             && self.bulk.is_empty()
             && self.settle.is_empty()
@@ -439,7 +409,7 @@ impl Engine {
     /// (what was finished becomes events), what is queued is delivered, and acceptance is
     /// awaited up to the deadline. What is not confirmed by then is found at the next start.
     async fn drain(&mut self) {
-        self.scan_stop.store(true, Ordering::Relaxed);
+        self.scans.stop();
         let deadline = tokio::time::Instant::now() + self.cfg.shutdown_timeout;
         // Every job still in the pool comes back at once or after its current slice,
         // finished or cancelled, so the loop below does not wait for a 4 GiB file.
@@ -470,8 +440,7 @@ impl Engine {
         // The scan threads see the stop flag at their next entry, or an error at their next
         // send now that the channels are closed; deliveries end with the sink. Whatever has
         // not ended by the deadline is left behind: the process exits anyway.
-        self.scan_rx.close();
-        self.walk_rx.close();
+        self.scans.close();
         self.tasks.close();
         if tokio::time::timeout_at(deadline, self.tasks.wait())
             .await
@@ -506,70 +475,59 @@ impl Engine {
                     self.settle.touch(from, Origin::Live, now);
                 }
             }
-            Change::Rescan(_) => self.scan_owed = true,
+            Change::Rescan(_) => self.scans.owe(),
         }
     }
 
+    /// A full scan's message: bookkeeping goes to [`Scans`], a found file is routed here.
     fn scan_msg(&mut self, m: ScanMsg) {
-        let Some(scan) = self.scan.as_mut() else {
+        let Some(found) = self.scans.message(m) else {
             return;
         };
-        match m {
-            ScanMsg::Vanished(n) => scan.vanished += n,
-            ScanMsg::Found(p, stamp, known) => {
-                // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
-                let recorded = self.ledger.uncommitted(&p).unwrap_or(known);
-                // The walk stats only paths the store knows; one accepted since needs a look.
-                let stamp = match (stamp, recorded) {
-                    (None, Some(_)) => look(&p).1,
-                    (stamp, _) => stamp,
-                };
-                if let (Some(e), Some(s)) = (recorded, stamp) {
-                    if s.unchanged_from(&e.stamp) {
-                        return;
-                    }
-                }
-                scan.paths.insert(p.clone());
-                // In poll mode the scans after the first are the live watcher: what they find
-                // new was created, not discovered.
-                let origin = if self.cfg.polling && !scan.initial {
-                    Origin::Live
-                } else {
-                    Origin::Scan
-                };
-                let free =
-                    !self.backlogged() && !self.busy.contains(&p) && !self.settle.contains(&p);
-                match (stamp, recorded) {
-                    // Settled long ago: decide now, on the scan's own stat, without a second
-                    // lstat and store lookup.
-                    (Some(s), _)
-                        if free && self.settle.mtime_is_old(s.mtime_ns, self.cfg.clock.wall()) =>
-                    {
-                        self.settled_file(p, origin, s, recorded);
-                    }
-                    // New to the store and not yet stat'ed: hash it; the hash's stamp then says
-                    // whether it had settled.
-                    (None, None) if free => self.queue_hash(
-                        p,
-                        HashWork {
-                            origin,
-                            renamed_from: None,
-                            confirm_settled: true,
-                            since: self.since,
-                        },
-                    ),
-                    _ => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
-                }
+        let Found {
+            path: p,
+            stamp,
+            known,
+        } = found;
+        // The overlay (accepted, not yet committed) is newer than the scan's snapshot.
+        let recorded = self.ledger.uncommitted(&p).unwrap_or(known);
+        // The walk stats only paths the store knows; one accepted since needs a look.
+        let stamp = match (stamp, recorded) {
+            (None, Some(_)) => look(&p).1,
+            (stamp, _) => stamp,
+        };
+        if let (Some(e), Some(s)) = (recorded, stamp) {
+            if s.unchanged_from(&e.stamp) {
+                return;
             }
-            ScanMsg::Progress { files } => {
-                self.stats.scan_files_seen.set(gauge_value(files));
+        }
+        self.scans.found(p.clone());
+        // In poll mode the scans after the first are the live watcher: what they find
+        // new was created, not discovered.
+        let origin = if self.cfg.polling && !self.scans.initial() {
+            Origin::Live
+        } else {
+            Origin::Scan
+        };
+        let free = !self.backlogged() && !self.busy.contains(&p) && !self.settle.contains(&p);
+        match (stamp, recorded) {
+            // Settled long ago: decide now, on the scan's own stat, without a second
+            // lstat and store lookup.
+            (Some(s), _) if free && self.settle.mtime_is_old(s.mtime_ns, self.cfg.clock.wall()) => {
+                self.settled_file(p, origin, s, recorded);
             }
-            ScanMsg::Done { files, unchanged } => {
-                self.stats.scan_files_seen.set(gauge_value(files));
-                scan.walk_done = true;
-                scan.files = files;
-                scan.unchanged = unchanged;
-            }
+            // New to the store and not yet stat'ed: hash it; the hash's stamp then says
+            // whether it had settled.
+            (None, None) if free => self.queue_hash(
+                p,
+                HashWork {
+                    origin,
+                    renamed_from: None,
+                    confirm_settled: true,
+                    since: self.since,
+                },
+            ),
+            _ => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
         }
     }
 
@@ -612,17 +570,15 @@ impl Engine {
                 "rescan scheduled: {}",
                 cause.advice()
             );
-            self.scan_owed = true;
+            self.scans.owe();
         }
-        if self.scan_owed
-            && self.scan.is_none()
+        let allowed = self.scans.wants_start()
             // The last scan's deletions come out of the store's vanished set, which the next
             // sweep starts afresh.
             && !self.bulk.iter().any(|b| matches!(b, Bulk::ScanVanished))
-            && !(self.cfg.once && self.scans_run > 0)
-            && self.root_sound()
-        {
-            self.start_scan();
+            && self.root_sound();
+        if let Some(launch) = self.scans.maybe_start(self.cfg.clock.now(), allowed) {
+            self.start_scan(launch);
         }
         // While the sink is slow or away (a broker outage), stop taking settled paths: they wait
         // in the settle set, coalesced per path and bounded, instead of piling up as messages.
@@ -648,7 +604,7 @@ impl Engine {
         // Deliver before judging whether the scan is done (its paths are busy until accepted),
         // and again after, for the deletions that judgement emits.
         self.start_deliveries();
-        self.finish_scan_if_done()?;
+        self.finish_scan_if_done();
         self.start_deliveries();
         // Commit in batches, by count or age, or once everything is quiet.
         let idle = self.is_idle();
@@ -659,14 +615,9 @@ impl Engine {
     }
 
     fn progress(&mut self) {
-        let Some(scan) = &self.scan else { return };
-        if self.cfg.clock.since(self.last_progress) < PROGRESS_EVERY {
+        let Some(secs) = self.scans.progress_due(self.cfg.clock.now()) else {
             return;
-        }
-        self.last_progress = self.cfg.clock.now();
-        let secs = scan
-            .started
-            .map_or(1.0, |s| self.cfg.clock.since(s).as_secs_f64().max(0.001));
+        };
         let hashed = self.stats.hashed_files.get();
         let reported = self.stats.events_total();
         tracing::info!(
@@ -679,101 +630,42 @@ impl Engine {
         );
     }
 
-    fn start_scan(&mut self) {
-        self.scan_owed = false;
-        let initial = self.scans_run == 0;
-        self.scans_run += 1;
-        let label = if initial { "initial" } else { "reconcile" };
-        tracing::info!(scan = label, dir = %self.cfg.data_dir.display(), "scan started");
-        self.stats.scan_running.set(1);
-        self.stats.scan_files_seen.set(0);
-        self.stats.scan_files_todo.set(0);
-        self.scan = Some(ScanState {
-            started: Some(self.cfg.clock.now()),
-            initial,
-            ..ScanState::default()
-        });
-        let (root, filter, store, tx, stop) = (
+    fn start_scan(&mut self, launch: Launch) {
+        let Launch { tx, stop, label } = launch;
+        let (root, filter, store) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
             Arc::clone(self.ledger.store()),
-            self.scan_tx.clone(),
-            Arc::clone(&self.scan_stop),
         );
         self.tasks
             .spawn_blocking(move || scan::full_scan(root, filter, store, tx, stop, label));
     }
 
     fn walk_dir(&self, dir: PathBuf) {
-        let (root, filter, store, tx, stop) = (
+        let Launch { tx, stop, label } = self.scans.walk_dir();
+        let (root, filter, store) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
             Arc::clone(self.ledger.store()),
-            self.walk_tx.clone(),
-            Arc::clone(&self.scan_stop),
         );
         self.tasks.spawn_blocking(move || {
-            scan::walk(&root, &dir, &filter, &store, &tx, &stop, "directory");
+            scan::walk(&root, &dir, &filter, &store, &tx, &stop, label);
         });
     }
 
-    fn finish_scan_if_done(&mut self) -> Result<(), EngineError> {
-        let Some(scan) = self.scan.as_mut() else {
-            return Ok(());
-        };
-        // A path the scan found is done once it is neither settling nor busy. Drop the done
-        // ones at most twice a second, so a big scan does not cost O(paths) on every turn of the
-        // loop, and while the walk still runs too: the set then holds the work in progress, not
-        // the tree (a fresh scan of a million files held 140 MiB of paths here until its walk
-        // ended).
-        let idle = self.settle.is_empty() && self.busy.is_empty();
-        if idle {
-            if !scan.paths.is_empty() {
-                scan.paths = PathSet::new();
-            }
-        } else if scan
-            .last_check
-            .is_none_or(|t| self.cfg.clock.since(t) >= SCAN_PRUNE_EVERY)
-        {
-            scan.last_check = Some(self.cfg.clock.now());
-            let (busy, settle) = (&self.busy, &self.settle);
-            scan.paths
-                .retain(|p| busy.contains(p) || settle.contains(p));
-            self.stats
-                .scan_files_todo
-                .set(gauge_value(scan.paths.len() as u64));
-        }
-        if !scan.walk_done || !scan.paths.is_empty() {
-            return Ok(());
-        }
-        let Some(scan) = self.scan.take() else {
-            return Ok(());
-        };
-        // What vanished and was not paired with a new file is a deletion, worked through as
-        // the backlog has room.
-        let deleted = scan.vanished.saturating_sub(scan.paired);
-        if deleted > 0 {
+    /// Lets the scan drop the paths whose work is done (a path is done once it is neither
+    /// settling nor busy) and, once it has ended, queues the deletions it found.
+    fn finish_scan_if_done(&mut self) {
+        let (busy, settle) = (&self.busy, &self.settle);
+        let idle = settle.is_empty() && busy.is_empty();
+        let finished = self.scans.try_finish(
+            self.cfg.clock.now(),
+            |p| busy.contains(p) || settle.contains(p),
+            idle,
+        );
+        if finished.is_some_and(|f| f.queue_deletions()) {
             self.bulk.push_back(Bulk::ScanVanished);
         }
-        let secs = scan
-            .started
-            .map_or(0.0, |s| self.cfg.clock.since(s).as_secs_f64());
-        tracing::info!(
-            scan = if scan.initial { "initial" } else { "reconcile" },
-            files = scan.files,
-            unchanged = scan.unchanged,
-            changed = scan.files - scan.unchanged,
-            vanished = deleted,
-            seconds = secs,
-            "scan finished"
-        );
-        self.stats.scans.inc();
-        self.stats.scan_running.set(0);
-        self.stats.scan_files_todo.set(0);
-        if scan.initial {
-            self.stats.initial_scan_done.store(true, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     fn accepts(&self, p: &Path) -> bool {
@@ -1190,7 +1082,7 @@ impl Engine {
             self.emit_move(from, path, entry);
             return;
         }
-        if self.scan.is_some() {
+        if self.scans.running() {
             if let Some(from) = self.take_vanished(&entry) {
                 self.emit_move(from, path, entry);
                 return;
@@ -1207,8 +1099,7 @@ impl Engine {
     /// A vanished store entry with the same size and XXH128 as a newly found file: it moved
     /// while we were not watching.
     fn take_vanished(&mut self, entry: &Entry) -> Option<PathBuf> {
-        let scan = self.scan.as_mut()?;
-        if scan.paired >= scan.vanished {
+        if !self.scans.may_pair() {
             return None;
         }
         let busy = &self.busy;
@@ -1217,7 +1108,7 @@ impl Engine {
             .vanished_take(entry, |p| !busy.contains(p) && !is_file(p))
         {
             Ok(Some(from)) => {
-                scan.paired += 1;
+                self.scans.paired();
                 Some(from)
             }
             Ok(None) => None,
@@ -1373,10 +1264,6 @@ impl Engine {
 }
 
 /// A count as a gauge value (gauges are signed).
-fn gauge_value(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// The message of the INFO line that reports an event ("File discovered", as the deployment
 /// guide's example log line has it).
 fn log_message(event: EventType) -> &'static str {
@@ -1480,71 +1367,6 @@ mod tests {
         };
         root.settle(id);
         root
-    }
-
-    fn scan_paths(e: &Engine) -> usize {
-        e.scan
-            .as_ref()
-            .expect("the scan is still running")
-            .paths
-            .len()
-    }
-
-    /// A scan tracks the paths it found until their work is done. It must drop finished ones
-    /// while its walk still runs, or a fresh scan holds the whole tree in memory.
-    #[test]
-    fn a_scan_forgets_finished_paths_while_its_walk_runs() {
-        let state = tempfile::tempdir().unwrap();
-        let mut e = engine(state.path());
-        e.scan = Some(ScanState::default());
-        for i in 0..1_000 {
-            let p = PathBuf::from(format!("/data/f{i}"));
-            e.scan.as_mut().unwrap().paths.insert(p);
-        }
-        let settling = PathBuf::from("/data/f7");
-        e.settle
-            .insert_quiet(settling.clone(), Origin::Scan, Instant::now());
-
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 1, "only the path still settling is kept");
-
-        // More found within the half second: not looked through again yet. The last check is
-        // put in the future, so this does not depend on how fast the test runs.
-        let scan = e.scan.as_mut().unwrap();
-        scan.paths.insert(PathBuf::from("/data/g"));
-        scan.last_check = Some(Instant::now() + Duration::from_secs(3600));
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 2);
-
-        // Nothing settling or busy: whatever the scan found is done.
-        e.settle.remove(&settling);
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 0);
-        assert!(
-            e.scan.is_some(),
-            "the walk has not ended, so neither has the scan"
-        );
-    }
-
-    /// The scan ends once its walk has ended and none of its paths is still in the pipeline.
-    #[test]
-    fn a_scan_ends_when_its_walk_and_its_work_are_done() {
-        let state = tempfile::tempdir().unwrap();
-        let mut e = engine(state.path());
-        e.scan = Some(ScanState {
-            walk_done: true,
-            ..ScanState::default()
-        });
-        let busy = PathBuf::from("/data/busy");
-        e.scan.as_mut().unwrap().paths.insert(busy.clone());
-        e.busy.insert(busy.clone());
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 1, "a path still busy keeps the scan open");
-
-        e.busy.remove(&busy);
-        e.finish_scan_if_done().unwrap();
-        assert!(e.scan.is_none(), "walk and work done: the scan is over");
-        assert_eq!(e.stats.scans.get(), 1);
     }
 
     fn entry(inode: u64) -> Entry {
@@ -1652,46 +1474,5 @@ mod tests {
         assert!(e.root_sound(), "within 100 ms the last look is reused");
         clock.advance(Duration::from_millis(1));
         assert!(!e.root_sound(), "after 100 ms DATA_DIR is looked at afresh");
-    }
-
-    /// The scan's done paths are dropped at most every 500 ms while it runs, and progress is
-    /// logged every 5 s.
-    #[test]
-    fn scan_pruning_and_progress_keep_their_intervals() {
-        let state = tempfile::tempdir().unwrap();
-        let mut e = engine(state.path());
-        let clock = e.cfg.clock.clone();
-        let ms = Duration::from_millis;
-        e.scan = Some(ScanState::default());
-        let settling = PathBuf::from("/data/settling");
-        e.settle
-            .insert_quiet(settling.clone(), Origin::Scan, clock.now());
-        e.scan
-            .as_mut()
-            .unwrap()
-            .paths
-            .insert(PathBuf::from("/data/done"));
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 0, "the first look prunes");
-
-        e.scan
-            .as_mut()
-            .unwrap()
-            .paths
-            .insert(PathBuf::from("/data/done"));
-        clock.advance(ms(499));
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 1, "not again within 500 ms");
-        clock.advance(ms(1));
-        e.finish_scan_if_done().unwrap();
-        assert_eq!(scan_paths(&e), 0, "again after 500 ms");
-
-        let logged = e.last_progress;
-        clock.advance(ms(4_000));
-        e.progress();
-        assert_eq!(e.last_progress, logged, "no progress line within 5 s");
-        clock.advance(ms(1_000));
-        e.progress();
-        assert_eq!(e.last_progress, clock.now(), "a progress line after 5 s");
     }
 }

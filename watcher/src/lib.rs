@@ -56,6 +56,7 @@ mod pairing;
 mod paths;
 mod root;
 mod scan;
+mod scans;
 mod settle;
 mod stats;
 mod store;
