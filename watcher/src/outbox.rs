@@ -196,12 +196,17 @@ mod tests {
                 o.push(message(&format!("f{round}-{i}")), round * 10 + i);
             }
             assert!(o.start(&tasks).unwrap().is_empty());
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             assert_eq!(o.in_flight(), 3, "round {round}");
             assert_eq!(o.queued(), 7 + 10 * round, "round {round}");
             let Sink::Amqp(p) = &*sink else {
                 unreachable!()
             };
+            // The started deliveries take the publisher's window as their tasks run: wait for
+            // that (bounded), instead of sleeping a fixed time and hoping they ran.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while p.status().in_flight < 3 && tokio::time::Instant::now() < deadline {
+                tokio::task::yield_now().await;
+            }
             assert_eq!(p.status().in_flight, 3, "round {round}");
         }
         // Cancelled, the three in flight (the first three events) end and give their slots
