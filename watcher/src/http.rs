@@ -246,7 +246,14 @@ async fn health(State(s): State<Arc<HttpState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
-    let registry = s.running.get().map_or(&s.waiting_registry, |r| &r.registry);
+    // While starting (the store being opened, for a moment) there is no full set of series
+    // yet: a failed scrape then, rather than a partial one that drops families. A standby
+    // waits for as long as the active instance lives, so it answers with its own series.
+    let registry = match s.running.get() {
+        Some(r) => &r.registry,
+        None if s.waiting.standby().is_some() => &s.waiting_registry,
+        None => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, registry) {
         Ok(()) => (
