@@ -63,6 +63,29 @@ impl EventType {
             Self::FileRenamed => "file.renamed",
         }
     }
+
+    /// The event of a file that went from `from` to `to`: `file_moved` when the parent
+    /// directory changed, `file_renamed` when only the name did.
+    pub fn of_move(from: &Path, to: &Path) -> Self {
+        if from.parent() == to.parent() {
+            Self::FileRenamed
+        } else {
+            Self::FileMoved
+        }
+    }
+
+    /// The message of the INFO line that reports the event ("File discovered", as the
+    /// deployment guide's example log line has it).
+    pub fn log_message(self) -> &'static str {
+        match self {
+            Self::FileDiscovered => "File discovered",
+            Self::FileCreated => "File created",
+            Self::FileModified => "File modified",
+            Self::FileDeleted => "File deleted",
+            Self::FileMoved => "File moved",
+            Self::FileRenamed => "File renamed",
+        }
+    }
 }
 
 impl std::fmt::Display for EventType {
@@ -289,6 +312,23 @@ fn path_strings(p: &OsStr) -> (String, Option<String>) {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_move_is_a_rename_only_within_one_directory() {
+        let cases = [
+            ("/d/a", "/d/b", EventType::FileRenamed),
+            ("/d/a", "/d/x/a", EventType::FileMoved),
+            ("/d/x/a", "/d/y/b", EventType::FileMoved),
+            ("/d/x/a", "/d/x/a.old", EventType::FileRenamed),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(
+                EventType::of_move(Path::new(from), Path::new(to)),
+                want,
+                "{from} → {to}"
+            );
+        }
+    }
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
 

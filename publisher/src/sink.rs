@@ -1,6 +1,6 @@
 //! The sink boundary the watcher delivers through.
 
-use crate::amqp::AmqpPublisher;
+use crate::amqp::{AmqpPublisher, Slot};
 use crate::envelope::Message;
 use crate::error::SinkError;
 use crate::stdout::StdoutSink;
@@ -26,6 +26,31 @@ impl Sink {
         match self {
             Self::Stdout(s) => s.deliver(msg),
             Self::Amqp(p) => p.deliver(msg).await,
+        }
+    }
+
+    /// A slot of the sink's window of unconfirmed messages, if one is free now (stdout has no
+    /// window: always). Taken before a delivery starts, it is the only bound on deliveries in
+    /// flight: see [`Sink::deliver_in`].
+    pub fn try_slot(&self) -> Option<Slot> {
+        match self {
+            Self::Stdout(_) => Some(Slot::unbounded()),
+            Self::Amqp(p) => p.try_slot(),
+        }
+    }
+
+    /// Delivers one message in a slot taken with [`Sink::try_slot`], and gives the slot back
+    /// when it returns.
+    ///
+    /// # Errors
+    /// As [`Sink::deliver`].
+    pub async fn deliver_in(&self, slot: Slot, msg: &Message) -> Result<(), SinkError> {
+        match self {
+            Self::Stdout(s) => {
+                drop(slot);
+                s.deliver(msg)
+            }
+            Self::Amqp(p) => p.deliver_in(slot, msg).await,
         }
     }
 }

@@ -157,9 +157,115 @@ pub fn after_hash(prior: Option<&Entry>, digest: &Digest, renamed: bool) -> Hash
     }
 }
 
+/// What to do with a file a full scan found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned {
+    /// The stamp is the recorded one: nothing to do.
+    Unchanged,
+    /// Settled long ago and nothing else works on it: decide now, on the scan's own stat,
+    /// without a second `lstat` and store lookup.
+    Decide(Stamp),
+    /// New to the store and not yet stat'ed, and nothing else works on it: hash it; the hash's
+    /// stamp then says whether it had settled.
+    HashUnseen,
+    /// Anything else (written a moment ago, busy, pending, or the pipeline is backlogged):
+    /// through the settle set, like a live change.
+    Settle,
+}
+
+/// Decides what a scan's find needs. `stamp` is the scan's stat, or a fresh one when the walk
+/// did not stat a path the store knows; `recorded` is the store's entry with accepted changes;
+/// `free` says that nothing works on the path and the backlog has room; `settled_long_ago`
+/// judges an mtime against the settle delay.
+pub fn scanned(
+    stamp: Option<Stamp>,
+    recorded: Option<&Entry>,
+    free: bool,
+    settled_long_ago: impl Fn(i64) -> bool,
+) -> Scanned {
+    match (stamp, recorded) {
+        (Some(s), Some(e)) if s.unchanged_from(&e.stamp) => Scanned::Unchanged,
+        (Some(s), _) if free && settled_long_ago(s.mtime_ns) => Scanned::Decide(s),
+        (None, None) if free => Scanned::HashUnseen,
+        _ => Scanned::Settle,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scans_find_is_skipped_decided_hashed_or_settled() {
+        let known = entry(stamp(10, 100, 1_000, 1_000), 1);
+        let same = stamp(10, 100, 1_000, 1_000);
+        let changed = stamp(10, 200, 2_000, 2_000);
+        let fresh = stamp(10, 200, 9_000, 9_000);
+        let old = |mtime_ns: i64| mtime_ns < 5_000;
+        // (case, stamp, recorded, free, outcome)
+        let cases = [
+            (
+                "unchanged",
+                Some(same),
+                Some(known),
+                true,
+                Scanned::Unchanged,
+            ),
+            (
+                "unchanged, even while busy",
+                Some(same),
+                Some(known),
+                false,
+                Scanned::Unchanged,
+            ),
+            (
+                "changed long ago",
+                Some(changed),
+                Some(known),
+                true,
+                Scanned::Decide(changed),
+            ),
+            (
+                "new, stat'ed, long ago",
+                Some(changed),
+                None,
+                true,
+                Scanned::Decide(changed),
+            ),
+            (
+                "changed a moment ago",
+                Some(fresh),
+                Some(known),
+                true,
+                Scanned::Settle,
+            ),
+            (
+                "changed, but busy or backlogged",
+                Some(changed),
+                Some(known),
+                false,
+                Scanned::Settle,
+            ),
+            ("new and not stat'ed", None, None, true, Scanned::HashUnseen),
+            (
+                "new and not stat'ed, but busy",
+                None,
+                None,
+                false,
+                Scanned::Settle,
+            ),
+            (
+                "known, and gone since the walk",
+                None,
+                Some(known),
+                true,
+                Scanned::Settle,
+            ),
+        ];
+        for (case, stamp, recorded, free, want) in cases {
+            assert_eq!(scanned(stamp, recorded.as_ref(), free, old), want, "{case}");
+        }
+    }
 
     fn stamp(inode: u64, size: u64, mtime_ns: i64, ctime_ns: i64) -> Stamp {
         Stamp {

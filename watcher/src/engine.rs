@@ -4,9 +4,10 @@
 //! together and does the I/O; the parts are named after their concepts:
 //! - [`crate::settle`]: the pending set, coalesced per path, with its quiet periods and renames;
 //! - [`crate::decide`]: the pure decision for a settled path and for a hash result;
-//! - [`crate::pairing`]: the inode limbo and a scan's vanished set, where moves are paired;
+//! - [`crate::pairing`]: the one pairer (the inode limbo, a renamed or vanished directory's
+//!   entries, a scan's vanished set), whose outcomes `carry_out` carries out;
 //! - [`crate::scans`]: the scan owed and the one running, its progress, its end and its deletions;
-//! - [`crate::outbox`]: the delivery window to the sink;
+//! - [`crate::outbox`]: events on their way to the sink, within its window;
 //! - [`crate::ledger`]: the overlay of accepted changes and the commit policy;
 //! - [`crate::limits`]: the bound of every queue, and the page size of bulk work.
 //!
@@ -17,36 +18,43 @@
 //! Every part takes `now` from the engine's [`Clock`], so each timing rule has a unit test
 //! driven by a manual clock.
 //!
+//! Followed as data, a file enters the engine once per stage: from intake (a hint, or a scan's
+//! find), from the hash pool (`take_hashed`), and from the sink (`delivered`; stdout accepts in
+//! the same turn). Between them it is passed along by value, never queued back to the engine;
+//! only a file still being written goes back to settling.
+//!
 //! Per path there is at most one piece of work in flight (hashing or delivering); a hint for a
 //! busy path waits in the settle set. The store is written only after the sink accepted the
 //! event.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hasher::{HashError, HashPool, Stamp};
-use publisher::{Envelope, EventType, FileFacts, Sink, SinkError};
+use publisher::{Envelope, EventType, Sink, SinkError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::change::Change;
 use crate::clock::Clock;
-use crate::decide::{after_hash, decide, Decision, Facts, Hashed as AfterHash, Source};
+use crate::decide::{
+    after_hash, decide, scanned, Decision, Facts, Hashed as AfterHash, Scanned, Source,
+};
 use crate::filter::Filter;
 use crate::hashing::{Hashing, Outcome as HashOutcome};
 use crate::hints::{RescanCause, RescanFlag};
 use crate::ledger::Ledger;
 use crate::limits::Limits;
+use crate::logging;
 use crate::outbox::Outbox;
-use crate::pairing::Limbo;
+use crate::pairing::{Evidence, Look, Outcome, Pairer};
 use crate::paths::PathSet;
 use crate::root::RootState;
 use crate::scan::{self, ScanMsg};
 use crate::scans::{Found, Launch, Scans};
-use crate::settle::{Observed, Origin, Pending, Settle};
+use crate::settle::{is_file, look, Observed, Origin, Pending, Settle};
 use crate::stats::Stats;
 use crate::store::{Entry, Op, Store, StoreError};
 
@@ -57,9 +65,17 @@ const BATCH: usize = 1024;
 /// without a wake-up, the scan's progress and the commit by age are looked at then.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 
-/// How long a look at DATA_DIR's soundness is reused: a directory of many deletions then costs
-/// one `stat` of the root, not one per file, and an unmount is still seen within this.
-const ROOT_LOOK_REUSED: Duration = Duration::from_millis(100);
+/// The pairer's [`View`] of an engine: a macro, not a method, so that it borrows the engine's
+/// fields one by one and the pairer and the ledger stay free to borrow mutably beside it.
+macro_rules! view {
+    ($engine:expr) => {
+        View {
+            busy: &$engine.busy,
+            settle: &$engine.settle,
+            cfg: &$engine.cfg,
+        }
+    };
+}
 
 /// Settings the pipeline needs.
 #[derive(Debug, Clone)]
@@ -130,22 +146,6 @@ struct Outgoing {
     since: Instant,
 }
 
-/// Work over many store entries, done a page at a time as the backlog has room (see
-/// [`Limits::bulk_page`]).
-enum Bulk {
-    /// The entries below `dir`: deleted when `to` is `None` (the directory vanished), moved
-    /// below `to` otherwise (the directory was renamed), after which `to` is walked for what
-    /// is new in it.
-    Below {
-        dir: PathBuf,
-        to: Option<PathBuf>,
-        after: Option<PathBuf>,
-    },
-    /// The store's vanished set after a scan: what it found gone and could not pair with a new
-    /// file. Deleted.
-    ScanVanished,
-}
-
 /// The running pipeline. Build it with [`Engine::new`], then `run` it.
 pub struct Engine {
     cfg: EngineConfig,
@@ -157,7 +157,6 @@ pub struct Engine {
     hashing: Hashing<HashWork>,
     /// Events on their way to the sink.
     outbox: Outbox<Outgoing>,
-    bulk: VecDeque<Bulk>,
     hints: mpsc::Receiver<Change>,
     rescan: Arc<RescanFlag>,
     /// The full scans and directory walks: what is owed, what runs, and their channels.
@@ -167,10 +166,9 @@ pub struct Engine {
     /// Every task the engine starts (deliveries, scans, directory walks), so that shutdown
     /// knows what is still running and waits for it up to the deadline, no longer.
     tasks: TaskTracker,
-    /// Reported files that vanished, held for one settle period keyed by (dev, inode): if the
-    /// same inode shows up under a new name meanwhile (a move the watcher could not pair, such
-    /// as into a directory created a moment before), it is one move, not a delete and a create.
-    limbo: Limbo,
+    /// Where moves are paired: the limbo of vanished files, and the bulk work over a renamed
+    /// or vanished directory's entries and a scan's unpaired deletions.
+    pairer: Pairer,
     /// A failure seen where it could not be returned (a sink or store error); the next pump
     /// returns it.
     fatal: Option<EngineError>,
@@ -180,9 +178,6 @@ pub struct Engine {
     since: Instant,
     /// DATA_DIR's verdict: no deletion is published, and no scan starts, while it is unsound.
     root: Arc<RootState>,
-    /// The last fresh look at DATA_DIR, reused for a moment so that a directory of many
-    /// deletions costs one `stat` of the root, not one per file.
-    root_looked: Option<(Instant, bool)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,7 +203,7 @@ impl Engine {
         stats: Arc<Stats>,
         root: Arc<RootState>,
     ) -> Self {
-        let limits = cfg.limits;
+        let (limits, settle_delay) = (cfg.limits, cfg.settle_delay);
         let now = cfg.clock.now();
         let scans = Scans::new(
             cfg.data_dir.clone(),
@@ -223,32 +218,23 @@ impl Engine {
             ledger: Ledger::new(store, limits.commit_ops, now),
             busy: PathSet::new(),
             hashing: Hashing::new(pool),
-            outbox: Outbox::new(sink, limits.window),
-            bulk: VecDeque::new(),
+            outbox: Outbox::new(sink),
             hints,
             rescan,
             scans,
             unconfirmed: 0,
             tasks: TaskTracker::new(),
-            limbo: Limbo::default(),
+            pairer: Pairer::new(limits.limbo, settle_delay),
             fatal: None,
             stats,
             since: now,
             root,
-            root_looked: None,
         }
     }
 
     /// Whether DATA_DIR is sound, looked at afresh at most every 100 ms.
     fn root_sound(&mut self) -> bool {
-        if let Some((at, sound)) = self.root_looked {
-            if self.cfg.clock.since(at) < ROOT_LOOK_REUSED {
-                return sound;
-            }
-        }
-        let sound = self.root.is_sound_now();
-        self.root_looked = Some((self.cfg.clock.now(), sound));
-        sound
+        self.root.is_sound_at(self.cfg.clock.now())
     }
 
     /// Runs until `cancel` fires (or, with `once`, until the initial scan is reported), then
@@ -305,7 +291,7 @@ impl Engine {
             // over: a delivery that frees room wakes it instead.
             let wake = if self.backlogged() {
                 heartbeat
-            } else if !self.bulk.is_empty() {
+            } else if self.pairer.has_work() {
                 now
             } else {
                 self.settle
@@ -367,8 +353,7 @@ impl Engine {
             }
         };
         let scanned = self.scans.ran_and_ended()
-            && self.limbo.is_empty()
-            && self.bulk.is_empty()
+            && self.pairer.is_idle()
             && self.settle.is_empty()
             && self.hashing.is_empty();
         self.drain().await;
@@ -397,8 +382,7 @@ impl Engine {
     }
 
     fn is_idle(&self) -> bool {
-        self.limbo.is_empty()
-            && self.bulk.is_empty()
+        self.pairer.is_idle()
             && self.settle.is_empty()
             && self.busy.is_empty()
             && self.hashing.queued() == 0
@@ -496,10 +480,13 @@ impl Engine {
             (None, Some(_)) => look(&p).1,
             (stamp, _) => stamp,
         };
-        if let (Some(e), Some(s)) = (recorded, stamp) {
-            if s.unchanged_from(&e.stamp) {
-                return;
-            }
+        let free = !self.backlogged() && !self.busy.contains(&p) && !self.settle.contains(&p);
+        let (settle, wall) = (&self.settle, self.cfg.clock.wall());
+        let verdict = scanned(stamp, recorded.as_ref(), free, |mtime_ns| {
+            settle.mtime_is_old(mtime_ns, wall)
+        });
+        if verdict == Scanned::Unchanged {
+            return;
         }
         self.scans.found(p.clone());
         // In poll mode the scans after the first are the live watcher: what they find
@@ -509,16 +496,10 @@ impl Engine {
         } else {
             Origin::Scan
         };
-        let free = !self.backlogged() && !self.busy.contains(&p) && !self.settle.contains(&p);
-        match (stamp, recorded) {
-            // Settled long ago: decide now, on the scan's own stat, without a second
-            // lstat and store lookup.
-            (Some(s), _) if free && self.settle.mtime_is_old(s.mtime_ns, self.cfg.clock.wall()) => {
-                self.settled_file(p, origin, s, recorded);
-            }
-            // New to the store and not yet stat'ed: hash it; the hash's stamp then says
-            // whether it had settled.
-            (None, None) if free => self.queue_hash(
+        match verdict {
+            Scanned::Unchanged => {}
+            Scanned::Decide(s) => self.settled_file(p, origin, s, recorded),
+            Scanned::HashUnseen => self.queue_hash(
                 p,
                 HashWork {
                     origin,
@@ -527,7 +508,7 @@ impl Engine {
                     since: self.since,
                 },
             ),
-            _ => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
+            Scanned::Settle => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
         }
     }
 
@@ -575,7 +556,7 @@ impl Engine {
         let allowed = self.scans.wants_start()
             // The last scan's deletions come out of the store's vanished set, which the next
             // sweep starts afresh.
-            && !self.bulk.iter().any(|b| matches!(b, Bulk::ScanVanished))
+            && !self.pairer.sweeping()
             && self.root_sound();
         if let Some(launch) = self.scans.maybe_start(self.cfg.clock.now(), allowed) {
             self.start_scan(launch);
@@ -664,16 +645,12 @@ impl Engine {
             idle,
         );
         if finished.is_some_and(|f| f.queue_deletions()) {
-            self.bulk.push_back(Bulk::ScanVanished);
+            self.pairer.scan_ended();
         }
     }
 
     fn accepts(&self, p: &Path) -> bool {
-        p.starts_with(&self.cfg.data_dir)
-            && self
-                .cfg
-                .filter
-                .accepts(scan::relative(&self.cfg.data_dir, p))
+        reported(&self.cfg, p)
     }
 
     // ---- decisions ----------------------------------------------------------------------------
@@ -727,7 +704,9 @@ impl Engine {
                 if let (true, Some(e)) = (replaced_file, facts.prior) {
                     self.emit_deleted(path.clone(), e);
                 }
-                self.directory(path, from.clone())?;
+                if let Some(walk) = self.pairer.directory(path, from.clone()) {
+                    self.carry_out(vec![walk]);
+                }
             }
             Decision::Move => {
                 if let (Some(old), Some(stamp), Some(from)) =
@@ -785,8 +764,8 @@ impl Engine {
     /// under another name (a move the watcher could not pair): then it is that move.
     fn new_or_changed(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, decision: Decision) {
         if decision == Decision::New {
-            if let Some((from, old)) = self.limbo.claim(&path, &stamp) {
-                self.emit_move(from, path, Entry { stamp, ..old });
+            if let Some(moved) = self.pairer.claim_settled(&path, &stamp) {
+                self.carry_out(vec![moved]);
                 return;
             }
         }
@@ -799,56 +778,17 @@ impl Engine {
         self.queue_hash(path, work);
     }
 
-    /// A path is gone: a file we reported is deleted (after a spell in limbo); a directory
-    /// takes its files with it.
+    /// A path settled as gone: the pairer holds it, deletes it, or takes it as a directory.
     fn vanished(&mut self, path: &Path) -> Result<(), EngineError> {
-        if let Some(e) = self.lookup(path)? {
-            // The limbo's bound covers these holds too: beyond it, a deletion is published at
-            // once (a move then shows as a deletion and a creation, never as memory growth).
-            if self.limbo.len() >= self.cfg.limits.limbo {
-                self.emit_deleted(path.to_path_buf(), e);
-                return Ok(());
-            }
-            // Half a settle delay longer than the delay itself: a rename of its directory seen
-            // a moment later (its hint still queued when this path was looked at) settles
-            // first, and claims it as a move.
-            let until = self.cfg.clock.now() + self.cfg.settle_delay * 3 / 2;
-            if let Some((older, e2)) = self.limbo.hold(path.to_path_buf(), e, until) {
-                self.emit_deleted(older, e2);
-            }
-            return Ok(());
-        }
         let now = self.cfg.clock.now();
-        // Files below a vanished directory that are still in the pipeline (being hashed for a
-        // scan, or on their way to the sink) are looked at again once their work is done:
-        // otherwise a discovery delivered after this moment would never be followed by its
-        // deletion.
-        for p in self.busy.under(path) {
-            self.settle.touch(p, Origin::Live, now);
-        }
-        self.bulk.push_back(Bulk::Below {
-            dir: path.to_path_buf(),
-            to: None,
-            after: None,
-        });
+        let out = self
+            .pairer
+            .vanished(path, now, &view!(self), &mut self.ledger)?;
+        self.carry_out(out);
         Ok(())
     }
 
-    /// A directory appeared (created, moved in, or renamed from `old`).
-    fn directory(&mut self, path: PathBuf, old: Option<PathBuf>) -> Result<(), EngineError> {
-        match old {
-            // Its files move first (a page at a time); the walk for what is new in it follows.
-            Some(from) => self.bulk.push_back(Bulk::Below {
-                dir: from,
-                to: Some(path),
-                after: None,
-            }),
-            None => self.walk_dir(path),
-        }
-        Ok(())
-    }
-
-    /// Works through bulk work while the backlog has room: a page of store entries at a time.
+    /// The pairer's bulk work while the backlog has room: a page of store entries at a time.
     fn bulk_work(&mut self) -> Result<(), EngineError> {
         loop {
             let room = self.backlog_limit().saturating_sub(self.backlog());
@@ -856,132 +796,32 @@ impl Engine {
                 return Ok(());
             }
             let limit = room.min(self.cfg.limits.bulk_page);
-            let Some(job) = self.bulk.front_mut() else {
+            let now = self.cfg.clock.now();
+            let view = view!(self);
+            let Some(out) = self.pairer.work(limit, now, &view, &mut self.ledger)? else {
                 return Ok(());
             };
-            match job {
-                Bulk::ScanVanished => {
-                    let page = self.ledger.vanished_drain(limit)?;
-                    if page.len() < limit {
-                        self.bulk.pop_front();
-                    }
-                    for (p, _) in page {
-                        self.scan_vanished(p)?;
-                    }
-                }
-                Bulk::Below { dir, to, after } => {
-                    let (dir, to) = (dir.clone(), to.clone());
-                    let after_key = after.clone();
-                    let now = self.cfg.clock.now();
-                    let page = self
-                        .ledger
-                        .page_under(&dir, after_key.as_deref(), limit, now)?;
-                    let done = page.len() < limit;
-                    if let Some(Bulk::Below { after, .. }) = self.bulk.front_mut() {
-                        *after = page.last().map(|(p, _)| p.clone());
-                    }
-                    if done {
-                        self.bulk.pop_front();
-                    }
-                    for (p, e) in page {
-                        match &to {
-                            None => self.gone_below(p, e),
-                            Some(to) => self.moved_below(&dir, to, p, e),
-                        }
-                    }
-                    if done {
-                        if let Some(to) = to {
-                            self.walk_dir(to);
-                        }
-                    }
-                }
-            }
+            self.carry_out(out);
         }
-    }
-
-    /// A store entry below a directory that vanished: deleted, unless it is still there (or
-    /// back) or work on it is under way.
-    fn gone_below(&mut self, p: PathBuf, e: Entry) {
-        tracing::debug!(path = %p.display(), busy = self.busy.contains(&p), "below a vanished directory");
-        if self.busy.contains(&p) {
-            self.settle.touch(p, Origin::Live, self.cfg.clock.now());
-            return;
-        }
-        if self.settle.contains(&p) || self.limbo.contains(&p) || is_file(&p) {
-            return;
-        }
-        if self.limbo.len() < self.cfg.limits.limbo {
-            // Held for long enough that the directory's new name, if it has one, is walked and
-            // its files settle: the watcher may have seen the rename as two unrelated events
-            // (notify pairs a rename only when both halves come in one read).
-            let until = self.cfg.clock.now() + 3 * self.cfg.settle_delay;
-            if let Some((older, e2)) = self.limbo.hold(p, e, until) {
-                self.emit_deleted(older, e2);
-            }
-            return;
-        }
-        self.emit_deleted(p, e);
-    }
-
-    /// A store entry below directory `from`, which was renamed to `to`: moved, with its digests,
-    /// when the same file is at the new place; otherwise both places are looked at afresh.
-    fn moved_below(&mut self, from: &Path, to: &Path, p: PathBuf, e: Entry) {
-        let Ok(rel) = p.strip_prefix(from) else {
-            return;
-        };
-        let new = to.join(rel);
-        tracing::debug!(path = %p.display(), to = %new.display(), "below a renamed directory");
-        let moved = std::fs::symlink_metadata(&new)
-            .ok()
-            .map(|m| Stamp::from_metadata(&m));
-        match moved {
-            Some(s)
-                if s.inode == e.stamp.inode
-                    && s.same_content_as(&e.stamp)
-                    && !self.busy.contains(&p)
-                    && !self.busy.contains(&new)
-                    && self.accepts(&new) =>
-            {
-                self.emit_move(
-                    p,
-                    new,
-                    Entry {
-                        stamp: s,
-                        digest: e.digest,
-                    },
-                );
-            }
-            _ => {
-                let now = self.cfg.clock.now();
-                self.settle.touch(p, Origin::Live, now);
-                self.settle.touch(new, Origin::Live, now);
-            }
-        }
-    }
-
-    /// A path the scan found vanished and could not pair: deleted if it is still gone.
-    fn scan_vanished(&mut self, p: PathBuf) -> Result<(), EngineError> {
-        if self.busy.contains(&p) || self.settle.contains(&p) {
-            return Ok(());
-        }
-        let Some(e) = self.lookup(&p)? else {
-            return Ok(());
-        };
-        if is_file(&p) && self.accepts(&p) {
-            return Ok(());
-        }
-        self.emit_deleted(p, e);
-        Ok(())
     }
 
     fn expire_limbo(&mut self, now: Instant) -> Result<(), EngineError> {
-        for (path, entry) in self.limbo.expired(now) {
-            // Back again under the same name: settling handles it as a change, not a delete.
-            if !is_file(&path) && !self.busy.contains(&path) && self.lookup(&path)?.is_some() {
-                self.emit_deleted(path, entry);
+        let out = self.pairer.expire(now, &view!(self), &mut self.ledger)?;
+        self.carry_out(out);
+        Ok(())
+    }
+
+    /// Carries out what the pairer decided.
+    fn carry_out(&mut self, outcomes: Vec<Outcome>) {
+        let now = self.cfg.clock.now();
+        for o in outcomes {
+            match o {
+                Outcome::Move { from, to, entry } => self.emit_move(from, to, entry),
+                Outcome::Delete { path, entry } => self.emit_deleted(path, entry),
+                Outcome::Recheck(p) => self.settle.touch(p, Origin::Live, now),
+                Outcome::Walk(dir) => self.walk_dir(dir),
             }
         }
-        Ok(())
     }
 
     fn queue_hash(&mut self, path: PathBuf, work: HashWork) {
@@ -1077,15 +917,22 @@ impl Engine {
     /// vanished a moment ago, or, during a scan, a vanished entry with the same size and
     /// XXH128), or new.
     fn new_hashed(&mut self, path: PathBuf, entry: Entry, origin: Origin) {
-        // A scan queues new files without a stat, so the inode check against limbo happens here.
-        if let Some((from, _)) = self.limbo.claim(&path, &entry.stamp) {
-            self.emit_move(from, path, entry);
-            return;
-        }
-        if self.scans.running() {
-            if let Some(from) = self.take_vanished(&entry) {
+        let scan_pairing = self.scans.running() && self.scans.may_pair();
+        let view = view!(self);
+        match self
+            .pairer
+            .claim_hashed(&path, &entry, scan_pairing, &view, &mut self.ledger)
+        {
+            Ok(Some((from, evidence))) => {
+                if evidence == Evidence::Content {
+                    self.scans.paired();
+                }
                 self.emit_move(from, path, entry);
                 return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.fatal.get_or_insert(e.into());
             }
         }
         let kind = match origin {
@@ -1096,35 +943,12 @@ impl Engine {
         self.emit(kind, path, None, &entry, ops);
     }
 
-    /// A vanished store entry with the same size and XXH128 as a newly found file: it moved
-    /// while we were not watching.
-    fn take_vanished(&mut self, entry: &Entry) -> Option<PathBuf> {
-        if !self.scans.may_pair() {
-            return None;
-        }
-        let busy = &self.busy;
-        match self
-            .ledger
-            .vanished_take(entry, |p| !busy.contains(p) && !is_file(p))
-        {
-            Ok(Some(from)) => {
-                self.scans.paired();
-                Some(from)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                self.fatal.get_or_insert(e.into());
-                None
-            }
-        }
-    }
-
     // ---- output -------------------------------------------------------------------------------
 
     /// A file that moved from `from` to `to`: one event, and the store entry moves with it.
     fn emit_move(&mut self, from: PathBuf, to: PathBuf, entry: Entry) {
         let ops = vec![Op::Delete(from.clone()), Op::Put(to.clone(), entry)];
-        self.emit(move_kind(&from, &to), to, Some(from), &entry, ops);
+        self.emit(EventType::of_move(&from, &to), to, Some(from), &entry, ops);
     }
 
     fn emit_deleted(&mut self, path: PathBuf, entry: Entry) {
@@ -1155,18 +979,13 @@ impl Engine {
                 self.busy.insert(b.clone());
             }
         }
-        let facts = FileFacts {
-            size: entry.stamp.size,
-            sha256_hex: entry.digest.sha256_hex(),
-            xxh128_hex: entry.digest.xxh128_hex(),
-        };
         let msg = Envelope::build(
             event,
             &self.cfg.instance_id,
             &self.cfg.data_dir,
             &path,
             old.as_deref(),
-            facts,
+            entry.facts(),
             chrono::Utc::now(),
         );
         // Sent by the next pump, together with everything else queued this turn: stdout then
@@ -1233,22 +1052,7 @@ impl Engine {
             .event_latency
             .observe(self.cfg.clock.since(out.since).as_secs_f64());
         if let Some(path) = out.busy.first() {
-            // One INFO line per reported change, as the deployment guide shows them; WARNING
-            // silences them.
-            let message = log_message(out.event);
-            match out.busy.get(1) {
-                Some(old) => tracing::info!(
-                    event_type = out.event.as_str(),
-                    path = %path.display(),
-                    old_path = %old.display(),
-                    "{message}"
-                ),
-                None => tracing::info!(
-                    event_type = out.event.as_str(),
-                    path = %path.display(),
-                    "{message}"
-                ),
-            }
+            logging::reported(out.event, path, out.busy.get(1));
         }
         self.record(out.ops);
     }
@@ -1263,216 +1067,39 @@ impl Engine {
     }
 }
 
-/// A count as a gauge value (gauges are signed).
-/// The message of the INFO line that reports an event ("File discovered", as the deployment
-/// guide's example log line has it).
-fn log_message(event: EventType) -> &'static str {
-    match event {
-        EventType::FileDiscovered => "File discovered",
-        EventType::FileCreated => "File created",
-        EventType::FileModified => "File modified",
-        EventType::FileDeleted => "File deleted",
-        EventType::FileMoved => "File moved",
-        EventType::FileRenamed => "File renamed",
-        _ => "File changed",
+/// Whether a file at `p` is reported: inside DATA_DIR and not excluded.
+fn reported(cfg: &EngineConfig, p: &Path) -> bool {
+    p.starts_with(&cfg.data_dir) && cfg.filter.accepts(scan::relative(&cfg.data_dir, p))
+}
+
+/// What the pairer may look at: the paths at work, the settle set, the disk and the filter.
+struct View<'a> {
+    busy: &'a PathSet,
+    settle: &'a Settle,
+    cfg: &'a EngineConfig,
+}
+
+impl Look for View<'_> {
+    fn busy(&self, path: &Path) -> bool {
+        self.busy.contains(path)
     }
-}
 
-/// `file_moved` when the parent directory changed, `file_renamed` when only the name did.
-fn move_kind(from: &Path, to: &Path) -> EventType {
-    if from.parent() == to.parent() {
-        EventType::FileRenamed
-    } else {
-        EventType::FileMoved
+    fn busy_under(&self, dir: &Path) -> Vec<PathBuf> {
+        self.busy.under(dir)
     }
-}
 
-/// Whether a regular file is at `path` now. A store entry whose path holds anything else (nothing,
-/// a directory, a FIFO) is gone.
-fn is_file(path: &Path) -> bool {
-    matches!(observe(path), Observed::File { .. })
-}
+    fn pending(&self, path: &Path) -> bool {
+        self.settle.contains(path)
+    }
 
-/// `lstat` reduced to what settling needs.
-fn observe(path: &Path) -> Observed {
-    look(path).0
-}
+    fn on_disk(&self, path: &Path) -> Option<Stamp> {
+        look(path).1
+    }
 
-/// `lstat`, with the full stamp of a regular file.
-fn look(path: &Path) -> (Observed, Option<Stamp>) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => {
-            let s = Stamp::from_metadata(&m);
-            let seen = Observed::File {
-                size: s.size,
-                mtime_ns: s.mtime_ns,
-            };
-            (seen, Some(s))
-        }
-        Ok(m) if m.is_dir() => (Observed::Dir, None),
-        Ok(_) => (Observed::Other, None),
-        Err(_) => (Observed::Missing, None),
+    fn reported(&self, path: &Path) -> bool {
+        reported(self.cfg, path)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-    use publisher::StdoutSink;
-
-    fn engine(state: &Path) -> Engine {
-        engine_over(state, state)
-    }
-
-    /// An engine whose DATA_DIR verdict is taken from `root`, on a manual clock.
-    fn engine_over(state: &Path, root: &Path) -> Engine {
-        let cfg = EngineConfig {
-            instance_id: "test".into(),
-            data_dir: PathBuf::from("/nonexistent"),
-            settle_delay: Duration::from_secs(1),
-            filter: Filter::new(&[], &[], &[]).unwrap(),
-            once: true,
-            polling: false,
-            limits: Limits::new(16, 16),
-            rescan_every: Duration::ZERO,
-            shutdown_timeout: Duration::from_secs(1),
-            clock: Clock::manual(),
-        };
-        let pool = HashPool::new(hasher::PoolConfig {
-            threads: 1,
-            capacity: 4,
-            ..hasher::PoolConfig::default()
-        })
-        .unwrap();
-        let (_hints, hints_rx) = mpsc::channel(1);
-        Engine::new(
-            cfg,
-            Arc::new(Store::open(state).unwrap()),
-            Arc::new(pool),
-            Arc::new(Sink::Stdout(StdoutSink::new())),
-            hints_rx,
-            Arc::new(RescanFlag::default()),
-            Arc::new(Stats::default()),
-            Arc::new(sound_root(root)),
-        )
-    }
-
-    /// A settled, sound root (the engine tests never delete, but scans ask).
-    fn sound_root(dir: &Path) -> RootState {
-        let root = RootState::new(dir);
-        let crate::root::Observation::Directory { id, .. } = crate::root::observe(dir) else {
-            panic!("{} is not a directory", dir.display())
-        };
-        root.settle(id);
-        root
-    }
-
-    fn entry(inode: u64) -> Entry {
-        Entry {
-            stamp: Stamp {
-                size: 3,
-                mtime_ns: 1,
-                inode,
-                dev: 1,
-                ctime_ns: 1,
-            },
-            digest: hasher::Digest::from_parts([7; 32], 7),
-        }
-    }
-
-    /// An engine that knows `paths` (none of which exists on disk).
-    fn knowing(state: &Path, paths: &[&str]) -> Engine {
-        let mut e = engine(state);
-        let ops = paths
-            .iter()
-            .zip(1..)
-            .map(|(p, i)| Op::Put(PathBuf::from(p), entry(i)))
-            .collect();
-        e.ledger.record(ops);
-        e
-    }
-
-    fn deletions(e: &Engine) -> usize {
-        e.outbox.queued()
-    }
-
-    /// A single file that vanished is held for 1.5 settle delays, a file below a vanished
-    /// directory for 3: long enough for a rename seen late to claim it, no longer.
-    #[test]
-    fn vanished_files_are_held_for_their_time_and_then_deleted() {
-        let state = tempfile::tempdir().unwrap();
-        let mut e = knowing(state.path(), &["/data/a", "/data/d/b"]);
-        let clock = e.cfg.clock.clone();
-        let ms = Duration::from_millis;
-
-        e.vanished(Path::new("/data/a")).unwrap();
-        e.gone_below(PathBuf::from("/data/d/b"), entry(2));
-        assert_eq!(e.limbo.len(), 2);
-
-        clock.advance(ms(1_499));
-        e.expire_limbo(clock.now()).unwrap();
-        assert_eq!(
-            deletions(&e),
-            0,
-            "within 1.5 settle delays nothing is deleted"
-        );
-        clock.advance(ms(1));
-        e.expire_limbo(clock.now()).unwrap();
-        assert_eq!(deletions(&e), 1, "the single file is deleted at 1.5 delays");
-        assert!(e.limbo.contains(Path::new("/data/d/b")));
-
-        clock.advance(ms(1_499));
-        e.expire_limbo(clock.now()).unwrap();
-        assert_eq!(deletions(&e), 1);
-        clock.advance(ms(1));
-        e.expire_limbo(clock.now()).unwrap();
-        assert_eq!(
-            deletions(&e),
-            2,
-            "the file below the directory is deleted at 3 delays"
-        );
-        assert!(e.limbo.is_empty());
-    }
-
-    /// One bound covers both kinds of hold: beyond it a vanished file is deleted at once.
-    #[test]
-    fn the_limbo_bound_covers_single_files_and_files_below_a_directory() {
-        let state = tempfile::tempdir().unwrap();
-        let mut e = knowing(state.path(), &["/data/a", "/data/b", "/data/d/c"]);
-        e.cfg.limits.limbo = 1;
-        e.vanished(Path::new("/data/a")).unwrap();
-        assert_eq!((e.limbo.len(), deletions(&e)), (1, 0));
-        e.vanished(Path::new("/data/b")).unwrap();
-        assert_eq!(
-            (e.limbo.len(), deletions(&e)),
-            (1, 1),
-            "full: deleted at once"
-        );
-        e.gone_below(PathBuf::from("/data/d/c"), entry(3));
-        assert_eq!(
-            (e.limbo.len(), deletions(&e)),
-            (1, 2),
-            "full: deleted at once"
-        );
-    }
-
-    /// DATA_DIR is looked at afresh at most every 100 ms, so a directory of deletions costs one
-    /// look, and an unmount is seen within 100 ms.
-    #[test]
-    fn the_root_verdict_is_cached_for_a_tenth_of_a_second() {
-        let state = tempfile::tempdir().unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let root = data.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let mut e = engine_over(state.path(), &root);
-        let clock = e.cfg.clock.clone();
-        assert!(e.root_sound());
-        std::fs::remove_dir(&root).unwrap();
-        clock.advance(Duration::from_millis(99));
-        assert!(e.root_sound(), "within 100 ms the last look is reused");
-        clock.advance(Duration::from_millis(1));
-        assert!(!e.root_sound(), "after 100 ms DATA_DIR is looked at afresh");
-    }
-}
+mod tests;

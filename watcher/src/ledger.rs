@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::pairing::Records;
 use crate::paths::PathMap;
 use crate::store::{Entry, Op, Reader, Store, StoreError};
 
@@ -116,45 +117,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// A page of the entries below `dir` (after `after`, in key order), with every accepted
-    /// change committed first: a page read from the store must not miss what the overlay holds,
-    /// nor bring back what it deleted.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub fn page_under(
-        &mut self,
-        dir: &Path,
-        after: Option<&Path>,
-        limit: usize,
-        now: Instant,
-    ) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
-        self.commit(false, now)?;
-        self.store.page_under(dir, after, limit)
-    }
-
-    /// Takes up to `limit` paths out of the store's vanished set (a scan's finds that no new
-    /// file claimed).
-    ///
-    /// # Errors
-    /// A store failure.
-    pub fn vanished_drain(&mut self, limit: usize) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
-        self.store.vanished_drain(limit)
-    }
-
-    /// Takes the vanished path whose entry has `entry`'s size and XXH128, if `free` allows it:
-    /// a file that moved while nobody watched.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub fn vanished_take(
-        &mut self,
-        entry: &Entry,
-        free: impl Fn(&Path) -> bool,
-    ) -> Result<Option<PathBuf>, StoreError> {
-        self.store.vanished_take(entry, free)
-    }
-
     /// Commits the accepted changes. A non-durable commit skips the fsync; the next durable one
     /// takes it to disk.
     ///
@@ -178,6 +140,38 @@ impl Ledger {
             self.unsynced = true;
         }
         Ok(())
+    }
+}
+
+/// The pairer's view of the records. A page read from the store must not miss what the overlay
+/// holds, nor bring back what it deleted: every accepted change is committed before a page is
+/// read.
+impl Records for Ledger {
+    fn known(&mut self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        self.lookup(path)
+    }
+
+    fn page_under(
+        &mut self,
+        dir: &Path,
+        after: Option<&Path>,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        self.commit(false, now)?;
+        self.store.page_under(dir, after, limit)
+    }
+
+    fn vanished_drain(&mut self, limit: usize) -> Result<Vec<(PathBuf, Entry)>, StoreError> {
+        self.store.vanished_drain(limit)
+    }
+
+    fn vanished_take(
+        &mut self,
+        entry: &Entry,
+        gone: &dyn Fn(&Path) -> bool,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        self.store.vanished_take(entry, gone)
     }
 }
 

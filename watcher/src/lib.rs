@@ -13,11 +13,12 @@
 //!   ones.
 //! - `filter`: which files are reported (include and exclude globs, extensions).
 //! - `settle`: a path is acted on only once it has been quiet for the settle delay.
-//! - `pairing`: a file gone under one name and back under another becomes one move.
+//! - `pairing`: the one pairer: a file gone under one name and back under another becomes one
+//!   move (the inode limbo, a renamed directory's entries, a scan's vanished set).
 //! - `decide`: what to do about a settled path, a pure function of what was observed.
 //! - `hashing`: files on their way through the `hasher` crate's pool, off the async runtime,
 //!   each with the caller's own value; `handoff` brings results back with few wake-ups.
-//! - `outbox`: events on their way to the sink, and the delivery window.
+//! - `outbox`: events on their way to the sink, started as its window has room.
 //! - `ledger`: the pipeline's view of the store, written only after the sink has an event.
 //! - `store`: what was last reported for each path, kept in redb in STATE_DIR.
 //!

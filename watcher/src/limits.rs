@@ -29,7 +29,7 @@ pub struct Limits {
     pub bulk_page: usize,
     /// Accepted store changes per commit (and the overlay that covers them until then).
     pub commit_ops: usize,
-    /// Vanished files held for pairing with a new name (see [`crate::pairing::Limbo`]): single
+    /// Vanished files held for pairing with a new name (see [`crate::pairing::Pairer`]): single
     /// files and files below a vanished directory alike, so a directory rename the watcher
     /// could not pair still becomes moves. Beyond it, what vanishes is deleted at once.
     pub limbo: usize,

@@ -11,6 +11,25 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LogFormat, LogLevel};
 
+/// The INFO line of a change the sink accepted, one per change, as the deployment guide shows
+/// them ("File discovered" with `event_type` and `path`); `LOG_LEVEL=WARNING` silences them.
+pub fn reported(
+    event: publisher::EventType,
+    path: &std::path::Path,
+    old: Option<&std::path::PathBuf>,
+) {
+    let message = event.log_message();
+    match old {
+        Some(old) => tracing::info!(
+            event_type = event.as_str(),
+            path = %path.display(),
+            old_path = %old.display(),
+            "{message}"
+        ),
+        None => tracing::info!(event_type = event.as_str(), path = %path.display(), "{message}"),
+    }
+}
+
 /// One JSON object per event: timestamp, level, instance_id, message, then the event's fields.
 struct JsonLines {
     instance_id: String,

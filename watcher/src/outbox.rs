@@ -1,4 +1,4 @@
-//! The outbox: events on their way to the sink, and the delivery window.
+//! The outbox: events on their way to the sink, started as the sink's window has room.
 //!
 //! Each event carries what must happen once the sink has it (`T`: its store changes, the paths
 //! it keeps busy). The outbox hands events to the sink in batches (stdout: the whole queue with
@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use publisher::{Message, Sink, SinkError};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 struct Done {
@@ -21,14 +21,6 @@ struct Done {
 /// Events waiting for the sink, and those handed to it and not yet accepted.
 pub struct Outbox<T> {
     sink: Arc<Sink>,
-    /// One permit per delivery started: the number of deliveries in flight. It is not a second
-    /// confirm window (the AMQP publisher's own window bounds the messages on the wire, and
-    /// `status().in_flight` reads that one); it bounds memory. The engine's backlog counts the
-    /// events *queued* here, not those in flight, so without this bound `start` would turn every
-    /// queued event into a task at once, the backlog would always read empty, and while the
-    /// broker is away the engine would keep hashing and feeding tasks without end. Sized like
-    /// the publisher's window, it never holds back a delivery the publisher would have taken.
-    window: Arc<Semaphore>,
     queued: VecDeque<(Message, T)>,
     in_flight: HashMap<u64, T>,
     next_id: u64,
@@ -48,13 +40,12 @@ impl<T> std::fmt::Debug for Outbox<T> {
 }
 
 impl<T: Send + 'static> Outbox<T> {
-    /// An outbox for `sink` with at most `window` deliveries unconfirmed. Deliveries run on the
-    /// runtime current at this call, if any (else on the one current when they start).
-    pub fn new(sink: Arc<Sink>, window: usize) -> Self {
+    /// An outbox for `sink`. Deliveries run on the runtime current at this call, if any (else
+    /// on the one current when they start).
+    pub fn new(sink: Arc<Sink>) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             sink,
-            window: Arc::new(Semaphore::new(window.max(1))),
             queued: VecDeque::new(),
             in_flight: HashMap::new(),
             next_id: 0,
@@ -99,7 +90,10 @@ impl<T: Send + 'static> Outbox<T> {
             return Ok(self.queued.drain(..).map(|(_, t)| t).collect());
         }
         while !self.queued.is_empty() {
-            let Ok(permit) = Arc::clone(&self.window).try_acquire_owned() else {
+            // A delivery starts only in a free slot of the sink's window, the one window of
+            // unconfirmed messages: what finds it full stays queued, where the engine's backlog
+            // counts it, so a broker that is away stops the hashing instead of piling up tasks.
+            let Some(slot) = self.sink.try_slot() else {
                 break;
             };
             let Some((msg, meta)) = self.queued.pop_front() else {
@@ -110,8 +104,7 @@ impl<T: Send + 'static> Outbox<T> {
             self.in_flight.insert(id, meta);
             let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
             let delivery = async move {
-                let result = sink.deliver(&msg).await;
-                drop(permit);
+                let result = sink.deliver_in(slot, &msg).await;
                 let _ = tx.send(Done { id, result });
             };
             match &self.io {
@@ -168,7 +161,7 @@ mod tests {
 
     #[test]
     fn stdout_takes_the_whole_queue_at_once_and_gives_every_event_back() {
-        let mut o = Outbox::new(Arc::new(Sink::Stdout(StdoutSink::new())), 2);
+        let mut o = Outbox::new(Arc::new(Sink::Stdout(StdoutSink::new())));
         for i in 0..5 {
             o.push(message(&format!("f{i}")), i);
         }
@@ -180,17 +173,18 @@ mod tests {
         assert!(o.start(&TaskTracker::new()).unwrap().is_empty());
     }
 
-    /// With no broker, AMQP deliveries never return: the outbox starts at most `window` of
-    /// them and keeps the rest queued, where the engine's backlog sees them. That is the bound
-    /// the outbox's window keeps (see `Outbox::window`).
+    /// With no broker, AMQP deliveries never return: the outbox starts at most the publisher's
+    /// window of them and keeps the rest queued, where the engine's backlog sees them.
     #[tokio::test]
     async fn amqp_deliveries_stop_at_the_window_and_the_rest_stays_queued() {
         let stop = CancellationToken::new();
         // Nothing listens on port 1: the publisher keeps reconnecting, `deliver` keeps waiting.
-        let config = AmqpConfig::from_url("amqp://guest:guest@127.0.0.1:1/%2f", "outbox").unwrap();
+        let mut config =
+            AmqpConfig::from_url("amqp://guest:guest@127.0.0.1:1/%2f", "outbox").unwrap();
+        config.window = 3;
         let sink = Arc::new(Sink::Amqp(AmqpPublisher::start(config, stop.clone())));
         let tasks = TaskTracker::new();
-        let mut o = Outbox::new(Arc::clone(&sink), 3);
+        let mut o = Outbox::new(Arc::clone(&sink));
         for round in 0..3 {
             for i in 0..10 {
                 o.push(message(&format!("f{round}-{i}")), round * 10 + i);
@@ -201,12 +195,7 @@ mod tests {
             let Sink::Amqp(p) = &*sink else {
                 unreachable!()
             };
-            // The started deliveries take the publisher's window as their tasks run: wait for
-            // that (bounded), instead of sleeping a fixed time and hoping they ran.
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-            while p.status().in_flight < 3 && tokio::time::Instant::now() < deadline {
-                tokio::task::yield_now().await;
-            }
+            // The slots are taken before the tasks run: one window, the publisher's.
             assert_eq!(p.status().in_flight, 3, "round {round}");
         }
         // Cancelled, the three in flight (the first three events) end and give their slots

@@ -12,7 +12,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -179,7 +179,13 @@ pub struct RootState {
     /// The identity DATA_DIR must have; `None` until start-up has settled it.
     reference: Mutex<Option<RootId>>,
     health: Mutex<RootHealth>,
+    /// The last look of [`RootState::is_sound_at`], and when it was taken.
+    looked: Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long [`RootState::is_sound_at`] reuses a look: a directory of many deletions then costs
+/// one `stat` of the root, not one per file, and an unmount is still seen within this.
+const LOOK_REUSED: Duration = Duration::from_millis(100);
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -198,6 +204,7 @@ impl RootState {
                 "DATA_DIR {} is being checked",
                 path.display()
             ))),
+            looked: Mutex::new(None),
         }
     }
 
@@ -225,6 +232,19 @@ impl RootState {
             return false;
         };
         assess(&self.path, reference, &observe(&self.path)).is_sound()
+    }
+
+    /// [`RootState::is_sound_now`] as of `now`, a look reused for 100 ms (`LOOK_REUSED`).
+    pub fn is_sound_at(&self, now: Instant) -> bool {
+        let mut looked = locked(&self.looked);
+        if let Some((at, sound)) = *looked {
+            if now.saturating_duration_since(at) < LOOK_REUSED {
+                return sound;
+            }
+        }
+        let sound = self.is_sound_now();
+        *looked = Some((now, sound));
+        sound
     }
 
     /// Looks again now (a `stat` and an `opendir`), stores the verdict and logs a change of

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hasher::Stamp;
+
 use crate::paths::PathMap;
 
 /// Why a path is pending: found by a scan, or hinted by the live watcher. It decides between
@@ -233,6 +235,29 @@ impl Settle {
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let delay_ns = i64::try_from(self.delay.as_nanos()).unwrap_or(i64::MAX);
         now_ns.saturating_sub(mtime_ns) >= delay_ns
+    }
+}
+
+/// Whether a regular file is at `path` now. A store entry whose path holds anything else (nothing,
+/// a directory, a FIFO) is gone.
+pub fn is_file(path: &Path) -> bool {
+    matches!(look(path).0, Observed::File { .. })
+}
+
+/// `lstat`, with the full stamp of a regular file.
+pub fn look(path: &Path) -> (Observed, Option<Stamp>) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => {
+            let s = Stamp::from_metadata(&m);
+            let seen = Observed::File {
+                size: s.size,
+                mtime_ns: s.mtime_ns,
+            };
+            (seen, Some(s))
+        }
+        Ok(m) if m.is_dir() => (Observed::Dir, None),
+        Ok(_) => (Observed::Other, None),
+        Err(_) => (Observed::Missing, None),
     }
 }
 

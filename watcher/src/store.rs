@@ -41,6 +41,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The size and digests as the envelope carries them.
+    pub fn facts(&self) -> publisher::FileFacts {
+        publisher::FileFacts {
+            size: self.stamp.size,
+            sha256_hex: self.digest.sha256_hex(),
+            xxh128_hex: self.digest.xxh128_hex(),
+        }
+    }
+
     fn encode(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
         out[0] = RECORD_V2;

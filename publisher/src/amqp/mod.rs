@@ -29,6 +29,6 @@ pub use config::{
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_EXCHANGE, DEFAULT_QUEUE, DEFAULT_WINDOW,
     QUEUE_BINDING,
 };
-pub use publisher::{AmqpPublisher, HOLD_RETRY_MAX};
+pub use publisher::{AmqpPublisher, Slot, HOLD_RETRY_MAX};
 pub use status::AmqpStatus;
 pub use supervisor::BLOCKED_FAILOVER_AFTER;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use lapin::message::BasicReturnMessage;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Confirmation};
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -59,6 +59,21 @@ pub struct AmqpPublisher {
     pub(super) shared: Arc<Shared>,
 }
 
+/// A slot of a sink's window of unconfirmed messages ([`AmqpConfig::window`]), held from the
+/// start of a delivery until it returns. Stdout has no window: its slots hold nothing.
+#[derive(Debug)]
+pub struct Slot {
+    /// Held, never read: dropping it gives the slot back.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// A slot of no window, for a sink without one.
+    pub(crate) fn unbounded() -> Self {
+        Self { _permit: None }
+    }
+}
+
 /// What `deliver`, the supervisor and the claim share.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -68,9 +83,9 @@ pub(super) struct Shared {
     /// The current connection, and whether the broker blocked it. `deliver` waits on this.
     pub(super) state: watch::Sender<LinkState>,
     /// One permit per message on the wire: the window of unconfirmed messages, read by
-    /// [`in_flight`]. The watcher's outbox bounds its delivery tasks to the same size, but this
-    /// is the one that bounds what is on the wire.
-    window: Semaphore,
+    /// [`in_flight`]. The only one: the watcher's outbox takes its slots ([`Slot`]) before it
+    /// starts a delivery, so what finds the window full stays queued there.
+    window: Arc<Semaphore>,
     pub(super) counters: Counters,
     /// Routing keys whose returned messages were already logged: logged once, counted always.
     /// A key is logged again after it was routable for a while.
@@ -227,7 +242,7 @@ impl AmqpPublisher {
             instance_id: config.instance_id.clone(),
             config,
             state: watch::Sender::new(LinkState::default()),
-            window: Semaphore::new(window),
+            window: Arc::new(Semaphore::new(window)),
             counters: Counters::default(),
             returned_keys: Mutex::new(HashSet::new()),
             held: Mutex::new(BTreeMap::new()),
@@ -261,13 +276,38 @@ impl AmqpPublisher {
     /// serialised. Broker and network trouble is retried, never returned.
     pub async fn deliver(&self, msg: &Message) -> Result<(), SinkError> {
         let shared = &*self.shared;
-        let body: Arc<[u8]> = msg.to_json()?.into();
-        let properties = properties(msg);
-        let _permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = shared.cancel.cancelled() => return Err(SinkError::Closed),
-            permit = shared.window.acquire() => permit.map_err(|_| SinkError::Closed)?,
+            permit = Arc::clone(&shared.window).acquire_owned() => {
+                Slot {
+                    _permit: Some(permit.map_err(|_| SinkError::Closed)?),
+                }
+            }
         };
+        self.deliver_in(slot, msg).await
+    }
+
+    /// A slot of the window if one is free now, for [`AmqpPublisher::deliver_in`]: a caller
+    /// that takes the slot before it starts a delivery keeps what finds the window full queued
+    /// with itself, and needs no window of its own.
+    pub fn try_slot(&self) -> Option<Slot> {
+        Arc::clone(&self.shared.window)
+            .try_acquire_owned()
+            .ok()
+            .map(|p| Slot { _permit: Some(p) })
+    }
+
+    /// [`AmqpPublisher::deliver`] in a slot already taken; the slot is given back when it
+    /// returns.
+    ///
+    /// # Errors
+    /// As [`AmqpPublisher::deliver`].
+    pub async fn deliver_in(&self, slot: Slot, msg: &Message) -> Result<(), SinkError> {
+        let _slot = slot;
+        let shared = &*self.shared;
+        let body: Arc<[u8]> = msg.to_json()?.into();
+        let properties = properties(msg);
 
         let mut failed_generation = 0;
         let mut first = true;
