@@ -56,6 +56,14 @@ pub enum Decision {
         /// The store knew a file here.
         replaced_file: bool,
     },
+    /// Renamed here, then unlinked: the file is gone under both names. Publish the deletion of
+    /// the rename source's entry now, and of the entry here if `replaced_file` (the rename
+    /// replaced a file we reported). An unlinked file cannot turn up under another name, so
+    /// neither waits in the limbo.
+    SourceUnlinked {
+        /// The store knew a file here, which the rename replaced.
+        replaced_file: bool,
+    },
     /// A rename of the same file (inode and content): publish the move with the stored digests.
     Move,
     /// A rename whose content may have changed on the way: hash, then publish the move.
@@ -86,7 +94,18 @@ pub fn decide(f: &Facts) -> Verdict {
         decision,
         recheck_source: false,
     };
+    let source_gone = matches!(
+        f.source,
+        Some(Source {
+            entry: Some(_),
+            present: false,
+            busy: false,
+        })
+    );
     match f.seen {
+        Observed::Missing if f.unlinked && source_gone => claimed(Decision::SourceUnlinked {
+            replaced_file: f.prior.is_some(),
+        }),
         // An unlinked file cannot turn up under another name (a hard link elsewhere is a file
         // of its own), so its deletion skips the hold that waits for a move to claim it.
         Observed::Missing if f.unlinked && f.prior.is_some() => unclaimed(Decision::Delete),
@@ -325,7 +344,11 @@ mod tests {
             ("renamed, then removed: the source is looked at", f(Observed::Missing, None, true, None, gone(known)), Vanished, true),
             ("a reported file unlinked: deleted now", unlinked(f(Observed::Missing, None, true, known, None)), Delete, false),
             ("unlinked, never reported (a symlink, a new name)", unlinked(f(Observed::Missing, None, true, None, None)), Vanished, false),
-            ("renamed, then unlinked: the source is looked at", unlinked(f(Observed::Missing, None, true, None, gone(known))), Vanished, true),
+            ("renamed, then unlinked: both names are deleted now", unlinked(f(Observed::Missing, None, true, None, gone(known))), SourceUnlinked { replaced_file: false }, false),
+            ("renamed over a reported file, then unlinked", unlinked(f(Observed::Missing, None, true, known, gone(known))), SourceUnlinked { replaced_file: true }, false),
+            ("renamed, then unlinked, the source back", unlinked(f(Observed::Missing, None, true, None, Some(Source { entry: known, present: true, busy: false }))), Vanished, true),
+            ("renamed, then unlinked, the source busy", unlinked(f(Observed::Missing, None, true, None, Some(Source { entry: known, present: false, busy: true }))), Vanished, true),
+            ("renamed from a name never reported, then unlinked", unlinked(f(Observed::Missing, None, true, None, gone(None))), Vanished, true),
             ("unlinked, then a file again", unlinked(f(file(a), Some(a), true, known, None)), Nothing, false),
             ("a new directory", f(Observed::Dir, None, true, None, None), Directory { replaced_file: false }, false),
             ("a file replaced by a directory", f(Observed::Dir, None, true, known, None), Directory { replaced_file: true }, false),

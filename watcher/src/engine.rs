@@ -665,7 +665,9 @@ impl Engine {
         stamp: Option<Stamp>,
     ) -> Result<(), EngineError> {
         let source = match (&pending.old_path, seen) {
-            (Some(from), Observed::File { .. }) => Some(Source {
+            // A file here, or nothing (renamed here and then unlinked): the source's entry
+            // decides whether this is its move, or its deletion.
+            (Some(from), Observed::File { .. } | Observed::Missing) => Some(Source {
                 entry: self.lookup(from)?,
                 present: is_file(from),
                 busy: self.busy.contains(from),
@@ -706,6 +708,14 @@ impl Engine {
                 }
                 if let Some(walk) = self.pairer.directory(path, from.clone()) {
                     self.carry_out(vec![walk]);
+                }
+            }
+            Decision::SourceUnlinked { replaced_file } => {
+                if let (true, Some(e)) = (replaced_file, facts.prior) {
+                    self.emit_deleted(path.clone(), e);
+                }
+                if let (Some(old), Some(from)) = (source.and_then(|s| s.entry), from.clone()) {
+                    self.emit_deleted(from, old);
                 }
             }
             Decision::Move => {

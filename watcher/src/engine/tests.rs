@@ -142,6 +142,27 @@ fn the_limbo_bound_covers_single_files_and_files_below_a_directory() {
     );
 }
 
+/// `mv a a.old; rm a.old`: when `a.old` settles, `a` is deleted at once, not after a second
+/// settle delay and a hold in the limbo (about 7 s with a 2 s delay before).
+#[test]
+fn a_file_renamed_and_then_unlinked_is_deleted_when_its_new_name_settles() {
+    let state = tempfile::tempdir().unwrap();
+    let mut e = knowing(state.path(), &["/nonexistent/a"]);
+    let (a, old) = (
+        PathBuf::from("/nonexistent/a"),
+        PathBuf::from("/nonexistent/a.old"),
+    );
+    let now = e.cfg.clock.now();
+    e.settle.rename(&a, old.clone(), now);
+    e.settle.unlink(old.clone(), now);
+    let pending = e.settle.remove(&old).unwrap();
+    e.settled(old, pending, Observed::Missing, None).unwrap();
+    assert_eq!(deletions(&e), 1, "the source is deleted now");
+    assert!(e.busy.contains(&a), "the deletion of a is on its way");
+    assert!(e.pairer.is_idle(), "nothing waits in the limbo");
+    assert!(e.settle.is_empty(), "and the source is not looked at again");
+}
+
 /// DATA_DIR is looked at afresh at most every 100 ms, so a directory of deletions costs one
 /// look, and an unmount is seen within 100 ms.
 #[test]
