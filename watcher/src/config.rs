@@ -195,6 +195,13 @@ pub struct Config {
     #[arg(long, env = "EXCLUDE", value_delimiter = ',')]
     pub exclude: Vec<String>,
 
+    /// Leave out temporary names as well: downloads in progress (*.part, *.crdownload, *.!qB,
+    /// ...), rsync's .NAME.XXXXXX, editors' swap, lock and backup files, Office lock files and
+    /// Syncthing's temporary files; Safari's *.download and rsync's .~tmp~ directories are not
+    /// walked. The file a tool renames into place is reported as usual. true/false.
+    #[arg(long, env = "EXCLUDE_DEFAULTS", default_value_t = true, action = clap::ArgAction::Set, value_parser = boolish)]
+    pub exclude_defaults: bool,
+
     /// Only report these extensions (comma-separated, case-insensitive), e.g. for audio:
     /// mp3,flac,m4a,aac,ogg,opus,wav,aiff,wma,alac. Default: every extension.
     #[arg(long, env = "EXTENSIONS", value_delimiter = ',')]

@@ -256,7 +256,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             settle_delay: cfg.settle_delay,
             filter: filter::Filter::new(&cfg.include, &cfg.exclude, &cfg.extensions)
-                .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?,
+                .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.problem))?
+                .skipping_temporary(cfg.exclude_defaults),
             once: cfg.once,
             polling: watch.polling,
             limits,

@@ -132,7 +132,13 @@ pub fn walk(
     let mut last_log = Instant::now();
     let (mut files, mut unchanged, mut errors) = (0u64, 0u64, 0u64);
     let mut reader = None;
-    for item in walkdir::WalkDir::new(start).follow_links(false) {
+    // Directories the filter leaves out (temporary ones, and those EXCLUDE covers) are not
+    // entered at all.
+    let walker = walkdir::WalkDir::new(start)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !e.file_type().is_dir() || filter.walks(relative(root, e.path())));
+    for item in walker {
         if stop.load(Ordering::Relaxed) {
             return;
         }

@@ -486,3 +486,40 @@ fn a_file_renamed_while_it_is_hashed_leaves_no_ghost() {
     let (status, log) = w.stop();
     assert!(status.success(), "{log}");
 }
+
+/// A browser-style download: written under a temporary name next to an empty placeholder, then
+/// renamed into place. One `file_created` for the finished file, nothing for the `.part`.
+#[test]
+fn a_download_renamed_into_place_is_reported_once_and_its_temporary_name_never() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(&data, state.path(), &[]);
+    w.wait_ready();
+
+    let part = data.join("film.mkv.part");
+    let film = data.join("film.mkv");
+    fs::write(&film, b"").unwrap();
+    let mut f = fs::File::create(&part).unwrap();
+    for _ in 0..4 {
+        f.write_all(&[7u8; 64 * 1024]).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(f);
+    fs::rename(&part, &film).unwrap();
+    // Vim's write test and swap file, and an rsync temporary, beside it: none reported.
+    fs::write(data.join("4913"), b"x").unwrap();
+    fs::write(data.join(".film.mkv.swp"), b"swap").unwrap();
+    fs::write(data.join(".song.flac.Q8xk2P"), b"rsync").unwrap();
+
+    let events = w.until(|e| e["file_info"]["size_bytes"] == "262144");
+    assert!(
+        events.iter().all(|e| path_of(e) == film),
+        "only the finished file (and its placeholder) is reported: {events:?}"
+    );
+    let last = events.last().expect("the finished file is reported");
+    assert_eq!(
+        last["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &film)
+    );
+    let rest = w.barrier(&data, "barrier-1");
+    assert!(rest.is_empty(), "no temporary name is reported: {rest:?}");
+}

@@ -336,3 +336,47 @@ fn a_same_size_rewrite_with_its_mtime_put_back_is_found_on_restart() {
         tool_digest("sha256sum", &[], &song)
     );
 }
+
+/// A scan leaves out temporary names and does not enter temporary directories, unless
+/// `EXCLUDE_DEFAULTS=false`; a directory an EXCLUDE glob covers is not entered either.
+#[test]
+fn temporary_files_and_excluded_directories_are_left_out_of_a_scan() {
+    let (_keep, data, state) = dirs();
+    std::fs::write(data.join("song.flac"), b"music").unwrap();
+    std::fs::write(data.join("setup.iso.crdownload"), b"half").unwrap();
+    std::fs::write(data.join("notes.txt~"), b"backup").unwrap();
+    std::fs::create_dir_all(data.join("x.download")).unwrap();
+    std::fs::write(data.join("x.download/x.mkv"), b"safari").unwrap();
+    std::fs::create_dir_all(data.join("in/.partial")).unwrap();
+    std::fs::write(data.join("in/.partial/a.flac"), b"partial").unwrap();
+
+    let reported = |events: &[serde_json::Value]| {
+        let mut v: Vec<_> = events
+            .iter()
+            .map(|e| path_of(e).strip_prefix(&data).unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (events, _, status) = once(&data, state.path(), &["--exclude", "**/.partial/**"]);
+    assert!(status.success());
+    assert_eq!(
+        reported(&events),
+        vec![std::path::PathBuf::from("song.flac")]
+    );
+
+    let (events, _, status) = once(
+        &data,
+        state.path(),
+        &["--exclude", "**/.partial/**", "--exclude-defaults", "false"],
+    );
+    assert!(status.success());
+    let names: Vec<_> = reported(&events);
+    assert_eq!(
+        names,
+        ["notes.txt~", "setup.iso.crdownload", "x.download/x.mkv"]
+            .map(std::path::PathBuf::from)
+            .to_vec(),
+        "with the defaults off they are discovered; .partial stays excluded"
+    );
+}
