@@ -522,6 +522,19 @@ impl Config {
         self.data_dir = dir
             .canonicalize()
             .map_err(|e| bad("DATA_DIR", format!("{}: {e}", dir.display())))?;
+        if self.watch_mode == WatchMode::Native && !self.once {
+            if let Some((at, fs)) = crate::fstype::remote_under(&self.data_dir) {
+                return Err(bad(
+                    "WATCH_MODE",
+                    format!(
+                        "native: {} is on {fs}, where inotify does not see changes made by \
+                         other machines or the filesystem's daemon; use WATCH_MODE=poll, or \
+                         auto, which polls such a tree",
+                        at.display()
+                    ),
+                ));
+            }
+        }
         if let Some(id) = &self.instance_id {
             if id.is_empty()
                 || id.len() > 200

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::change::Change;
 use crate::config::{Config, WatchMode};
+use crate::fstype;
 use crate::stats::Stats;
 
 /// Why a full rescan was asked for. The first three mean events were lost; the last two are
@@ -497,7 +498,12 @@ pub fn start(
     stats: &Stats,
 ) -> Result<WatchSetup, HintError> {
     let overflows = stats.hint_overflows.clone();
-    let started = Watch::tries_native(cfg.once, cfg.watch_mode).then(|| {
+    // A network or FUSE filesystem anywhere in the tree: inotify would miss remote changes.
+    // (WATCH_MODE=native refused it already, in the settings' check.)
+    let remote = (!cfg.once && cfg.watch_mode == WatchMode::Auto)
+        .then(|| fstype::remote_under(&cfg.data_dir))
+        .flatten();
+    let started = Watch::tries_native(cfg.once, cfg.watch_mode, remote.is_some()).then(|| {
         start_native(
             &cfg.data_dir,
             tx.clone(),
@@ -505,7 +511,12 @@ pub fn start(
             overflows.clone(),
         )
     });
-    let watch = Watch::choose(cfg.once, cfg.watch_mode, Started::of(started.as_ref()));
+    let watch = Watch::choose(
+        cfg.once,
+        cfg.watch_mode,
+        Started::of(started.as_ref()),
+        remote.is_some(),
+    );
     if watch.polling() {
         stats.polling.store(true, Ordering::Relaxed);
     }
@@ -514,6 +525,19 @@ pub fn start(
         (Watch::Native, Some(Ok(w))) => Some(w),
         (Watch::Poll, _) => {
             tracing::info!(interval_ms, "polling for changes");
+            None
+        }
+        (Watch::Remote, _) => {
+            if let Some((at, fs)) = &remote {
+                tracing::warn!(
+                    path = %at.display(),
+                    filesystem = fs.name,
+                    interval_ms,
+                    "{} is on {fs}, where inotify does not see changes made by other machines; \
+                     polling the tree instead (set WATCH_MODE=poll to say so and silence this)",
+                    at.display()
+                );
+            }
             None
         }
         (Watch::FallBack, Some(Err(e))) => {
@@ -570,21 +594,26 @@ enum Watch {
     Poll,
     /// Polling, because inotify's watches ran out under WATCH_MODE=auto.
     FallBack,
+    /// Polling, because WATCH_MODE=auto found a network or FUSE filesystem in the tree.
+    Remote,
     /// Start-up fails with inotify's error.
     Fail,
 }
 
 impl Watch {
-    /// Whether inotify is started at all.
-    fn tries_native(once: bool, mode: WatchMode) -> bool {
-        !once && mode != WatchMode::Poll
+    /// Whether inotify is started at all: not with `--once`, polling, or (`auto`) a `remote`
+    /// filesystem in the tree.
+    fn tries_native(once: bool, mode: WatchMode, remote: bool) -> bool {
+        !once && mode != WatchMode::Poll && !(remote && mode == WatchMode::Auto)
     }
 
-    /// The watch a mode comes to, given how starting inotify went.
-    fn choose(once: bool, mode: WatchMode, started: Started) -> Self {
+    /// The watch a mode comes to, given how starting inotify went and whether the tree holds
+    /// a `remote` filesystem.
+    fn choose(once: bool, mode: WatchMode, started: Started, remote: bool) -> Self {
         match (mode, started) {
             _ if once => Self::Off,
             (WatchMode::Poll, _) => Self::Poll,
+            (WatchMode::Auto, _) if remote => Self::Remote,
             (_, Started::Running) => Self::Native,
             (WatchMode::Auto, Started::WatchLimit) => Self::FallBack,
             (_, Started::WatchLimit | Started::Failed) => Self::Fail,
@@ -593,7 +622,7 @@ impl Watch {
     }
 
     fn polling(self) -> bool {
-        matches!(self, Self::Poll | Self::FallBack)
+        matches!(self, Self::Poll | Self::FallBack | Self::Remote)
     }
 
     fn rescan_every(self, poll_interval: Duration, reconcile_interval: Duration) -> Duration {
@@ -657,11 +686,27 @@ mod tests {
         ];
         for (once, mode, tried, started, want, polling, every) in cases {
             let case = format!("once={once} {mode:?} {started:?}");
-            assert_eq!(Watch::tries_native(once, mode), tried, "{case}");
-            let got = Watch::choose(once, mode, started);
+            assert_eq!(Watch::tries_native(once, mode, false), tried, "{case}");
+            let got = Watch::choose(once, mode, started, false);
             assert_eq!(got, want, "{case}");
             assert_eq!(got.polling(), polling, "{case}");
             assert_eq!(got.rescan_every(poll, reconcile), every, "{case}");
+        }
+        // A network or FUSE filesystem in the tree: `auto` polls without trying inotify;
+        // `poll` polls as asked; `native` was refused by the settings' check (exit 2);
+        // `--once` watches nothing anyway.
+        // (--once, mode, inotify tried, the watch, polling)
+        let remote = [
+            (false, Auto, false, Watch::Remote, true),
+            (false, Poll, false, Watch::Poll, true),
+            (true, Auto, false, Watch::Off, false),
+            (true, Poll, false, Watch::Off, false),
+        ];
+        for (once, mode, tried, want, polling) in remote {
+            let case = format!("remote, once={once} {mode:?}");
+            assert_eq!(Watch::tries_native(once, mode, true), tried, "{case}");
+            let got = Watch::choose(once, mode, NotTried, true);
+            assert_eq!((got, got.polling()), (want, polling), "{case}");
         }
     }
 

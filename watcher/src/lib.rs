@@ -41,6 +41,7 @@ mod decide;
 mod engine;
 pub mod failure;
 mod filter;
+mod fstype;
 mod handoff;
 mod hashing;
 mod health;
