@@ -738,7 +738,8 @@ impl Engine {
             }
             Decision::New | Decision::Changed => {
                 if let Some(stamp) = stamp {
-                    self.new_or_changed(path, pending.origin, stamp, verdict.decision);
+                    let earlier = pending.hashed.filter(|e| stamp.unchanged_from(&e.stamp));
+                    self.new_or_changed(path, pending.origin, stamp, verdict.decision, earlier);
                 }
             }
         }
@@ -766,13 +767,22 @@ impl Engine {
         };
         let decision = decide(&facts).decision;
         if matches!(decision, Decision::New | Decision::Changed) {
-            self.new_or_changed(path, origin, stamp, decision);
+            self.new_or_changed(path, origin, stamp, decision, None);
         }
     }
 
     /// A file to hash, unless it is new and is the inode of a file that vanished a moment ago
-    /// under another name (a move the watcher could not pair): then it is that move.
-    fn new_or_changed(&mut self, path: PathBuf, origin: Origin, stamp: Stamp, decision: Decision) {
+    /// under another name (a move the watcher could not pair): then it is that move. `earlier`
+    /// holds digests taken of this very stamp before the file settled: they are judged as if
+    /// the hash had just come back, and the file is not read a second time.
+    fn new_or_changed(
+        &mut self,
+        path: PathBuf,
+        origin: Origin,
+        stamp: Stamp,
+        decision: Decision,
+        earlier: Option<Entry>,
+    ) {
         if decision == Decision::New {
             if let Some(moved) = self.pairer.claim_settled(&path, &stamp) {
                 self.carry_out(vec![moved]);
@@ -785,7 +795,13 @@ impl Engine {
             confirm_settled: false,
             since: self.since,
         };
-        self.queue_hash(path, work);
+        match earlier {
+            Some(entry) => {
+                self.busy.insert(path.clone());
+                self.judge_hashed(path, entry, work);
+            }
+            None => self.queue_hash(path, work),
+        }
     }
 
     /// A path settled as gone: the pairer holds it, deletes it, or takes it as a directory.
@@ -876,22 +892,30 @@ impl Engine {
                 return;
             }
         };
+        let entry = Entry {
+            stamp: h.stamp,
+            digest: h.digest,
+        };
         if work.confirm_settled
             && !self
                 .settle
                 .mtime_is_old(h.stamp.mtime_ns, self.cfg.clock.wall())
         {
-            // Found by a scan while it was still being written: settle it like any change.
+            // Found by a scan while it was still being written: settle it like any change,
+            // keeping the digests in case it settles as it was read.
             self.busy.remove(&path);
-            self.settle.touch(path, work.origin, self.cfg.clock.now());
+            let now = self.cfg.clock.now();
+            self.settle.touch_hashed(path, work.origin, now, entry);
             return;
         }
+        self.judge_hashed(path, entry, work);
+    }
+
+    /// Digests of a settled file, read now or before it settled: what they mean against the
+    /// store, carried out.
+    fn judge_hashed(&mut self, path: PathBuf, entry: Entry, work: HashWork) {
         self.stats.hashed_files.inc();
-        self.stats.hashed_bytes.inc_by(h.stamp.size);
-        let entry = Entry {
-            stamp: h.stamp,
-            digest: h.digest,
-        };
+        self.stats.hashed_bytes.inc_by(entry.stamp.size);
         // Decide against the store as it is now, not as it was when the hash was scheduled: a
         // scan's snapshot may predate a commit, and the same file must not be reported twice.
         let prior = match self.lookup(&path) {

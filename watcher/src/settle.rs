@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hasher::Stamp;
 
 use crate::paths::PathMap;
+use crate::store::Entry;
 
 /// Why a path is pending: found by a scan, or hinted by the live watcher. It decides between
 /// `file_discovered` and `file_created` for a path the store does not know.
@@ -50,6 +51,10 @@ pub struct Pending {
     /// The last hint was an unlink ([`Settle::unlink`]): if nothing is there when it settles,
     /// the file was deleted, not moved. Any later hint clears it.
     pub unlinked: bool,
+    /// Digests already taken of the file, with the stamp they were read at: a scan found it
+    /// before it had settled ([`Settle::touch_hashed`]). Reused, instead of a second read, if
+    /// the file settles with that same stamp.
+    pub hashed: Option<Entry>,
     quiet_since: Instant,
     seq: u64,
     last: Option<Observed>,
@@ -105,6 +110,15 @@ impl Settle {
         self.hint(path, origin, now, false);
     }
 
+    /// `path` was hashed at `now` before it had settled: (re)start its quiet period, and keep
+    /// the digests for the moment it settles (see [`Pending::hashed`]).
+    pub fn touch_hashed(&mut self, path: PathBuf, origin: Origin, now: Instant, hashed: Entry) {
+        self.hint(path.clone(), origin, now, false);
+        if let Some(p) = self.entries.get_mut(&path) {
+            p.hashed = Some(hashed);
+        }
+    }
+
     /// `path`'s name was unlinked at `now`: (re)start its quiet period, remembering that this,
     /// so far, is the last thing that happened to it.
     pub fn unlink(&mut self, path: PathBuf, now: Instant) {
@@ -119,6 +133,7 @@ impl Settle {
                 old_path: None,
                 first_hint: now,
                 unlinked,
+                hashed: None,
                 quiet_since: now,
                 seq: 0,
                 last: None,
@@ -140,6 +155,7 @@ impl Settle {
             old_path: None,
             first_hint: now,
             unlinked: false,
+            hashed: None,
             quiet_since: since,
             seq: 0,
             last: None,

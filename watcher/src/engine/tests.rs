@@ -180,3 +180,42 @@ fn the_root_verdict_is_cached_for_a_tenth_of_a_second() {
     clock.advance(Duration::from_millis(1));
     assert!(!e.root_sound(), "after 100 ms DATA_DIR is looked at afresh");
 }
+
+/// A file a scan found before it had settled is hashed once: when it settles with the stamp it
+/// was read at, those digests are reported; with any other stamp it is read again.
+#[test]
+fn a_file_hashed_before_it_settled_is_not_read_again_when_it_settles_as_it_was() {
+    let state = tempfile::tempdir().unwrap();
+    let mut e = engine(state.path());
+    let now = e.cfg.clock.now();
+    let fresh = entry(9);
+    let seen = |s: Stamp| Observed::File {
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+    };
+
+    let same = PathBuf::from("/nonexistent/same");
+    e.settle
+        .touch_hashed(same.clone(), Origin::Scan, now, fresh);
+    let pending = e.settle.remove(&same).unwrap();
+    e.settled(same, pending, seen(fresh.stamp), Some(fresh.stamp))
+        .unwrap();
+    assert_eq!(e.hashing.queued(), 0, "not read a second time");
+    assert_eq!(
+        e.outbox.queued(),
+        1,
+        "reported with the digests taken before"
+    );
+
+    let grown = PathBuf::from("/nonexistent/grown");
+    let later = Stamp {
+        size: fresh.stamp.size + 1,
+        ..fresh.stamp
+    };
+    e.settle
+        .touch_hashed(grown.clone(), Origin::Scan, now, fresh);
+    let pending = e.settle.remove(&grown).unwrap();
+    e.settled(grown, pending, seen(later), Some(later)).unwrap();
+    assert_eq!(e.hashing.queued(), 1, "changed since: read again");
+    assert_eq!(e.outbox.queued(), 1);
+}
