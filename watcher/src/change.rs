@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum Change {
     /// Something happened at this path (created, written, closed, removed, moved in or out).
     Path(PathBuf),
+    /// A writer closed the file (inotify's IN_CLOSE_WRITE): the trigger of the fast path.
+    Closed(PathBuf),
     /// The name was unlinked (inotify's IN_DELETE of a file). Unlike a path that vanished for
     /// an unknown reason, this was not a move, so its deletion need not wait for one to claim it.
     Unlinked(PathBuf),

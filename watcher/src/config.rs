@@ -185,6 +185,17 @@ pub struct Config {
     #[arg(long, env = "SETTLE_DELAY", default_value = "2s", value_parser = settle_delay)]
     pub settle_delay: Duration,
 
+    /// The fast path: a file whose writer has closed it is reported after SETTLE_FAST_DELAY
+    /// instead of SETTLE_DELAY, when a lease probe shows no process still has it open for
+    /// writing. auto (on wherever the probe works), on (also without the probe) or off.
+    #[arg(long, env = "SETTLE_FAST", default_value = "auto", ignore_case = true)]
+    pub settle_fast: crate::fast::Setting,
+
+    /// The grace window of the fast path after a writer's last close (any later event restarts
+    /// it), e.g. 100ms; 1ms to 10s, shorter than SETTLE_DELAY.
+    #[arg(long, env = "SETTLE_FAST_DELAY", default_value = "100ms", value_parser = settle_fast_delay)]
+    pub settle_fast_delay: Duration,
+
     /// Only report files matching one of these globs (relative to DATA_DIR, comma-separated),
     /// e.g. "music/**,*.flac". Default: every file.
     #[arg(long, env = "INCLUDE", value_delimiter = ',')]
@@ -457,6 +468,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn settle_delay(s: &str) -> Result<Duration, String> {
     duration_in(s, Duration::from_millis(1), HOUR, false)
+}
+
+fn settle_fast_delay(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_millis(1), Duration::from_secs(10), false)
 }
 
 fn poll_interval(s: &str) -> Result<Duration, String> {

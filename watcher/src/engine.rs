@@ -42,6 +42,7 @@ use crate::clock::Clock;
 use crate::decide::{
     after_hash, decide, scanned, Decision, Facts, Hashed as AfterHash, Scanned, Source,
 };
+use crate::fast::{self, Barrier, Fallback, FastConfig};
 use crate::filter::Filter;
 use crate::hashing::{Hashing, Outcome as HashOutcome};
 use crate::hints::{RescanCause, RescanFlag};
@@ -100,6 +101,8 @@ pub struct EngineConfig {
     pub shutdown_timeout: Duration,
     /// Where every part of the pipeline takes `now` from ([`Clock::system`] in the service).
     pub clock: Clock,
+    /// The fast path to "settled", when it is on.
+    pub fast: Option<FastConfig>,
 }
 
 /// Why the pipeline stopped with an error.
@@ -135,7 +138,13 @@ struct HashWork {
     confirm_settled: bool,
     /// When the first hint about the path arrived (for the event-latency metric).
     since: Instant,
+    /// Settled on the fast path: the digests count only if the lease probe after the hash and
+    /// the barrier vouch for them.
+    fast: bool,
 }
+
+/// A fast-path hash waiting for its barrier.
+type FastDone = (PathBuf, Entry, HashWork);
 
 struct Outgoing {
     /// The event's path, then its old path for a move.
@@ -178,6 +187,8 @@ pub struct Engine {
     since: Instant,
     /// DATA_DIR's verdict: no deletion is published, and no scan starts, while it is unsound.
     root: Arc<RootState>,
+    /// Fast-path hashes waiting for their barrier cookie (none when the fast path is off).
+    barrier: Option<Barrier<FastDone>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -212,8 +223,16 @@ impl Engine {
             Arc::clone(&stats),
             now,
         );
+        let (settle, barrier) = match &cfg.fast {
+            Some(f) => (
+                Settle::with_fast(settle_delay, f.delay),
+                Some(Barrier::new(f.barrier_dir.clone())),
+            ),
+            None => (Settle::new(settle_delay), None),
+        };
         Self {
-            settle: Settle::new(cfg.settle_delay),
+            settle,
+            barrier,
             cfg,
             ledger: Ledger::new(store, limits.commit_ops, now),
             busy: PathSet::new(),
@@ -382,7 +401,8 @@ impl Engine {
     }
 
     fn is_idle(&self) -> bool {
-        self.pairer.is_idle()
+        self.barrier.as_ref().is_none_or(Barrier::is_empty)
+            && self.pairer.is_idle()
             && self.settle.is_empty()
             && self.busy.is_empty()
             && self.hashing.queued() == 0
@@ -441,12 +461,32 @@ impl Engine {
 
     fn change(&mut self, c: Change) {
         let now = self.cfg.clock.now();
+        if let Some(b) = &self.barrier {
+            match &c {
+                Change::Path(p) | Change::Closed(p) | Change::Unlinked(p) if b.owns(p) => {
+                    if let Some(n) = b.cookie(p) {
+                        self.barrier_seen(n);
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
         match c {
             Change::Path(p) => {
                 if p.starts_with(&self.cfg.data_dir) {
                     self.settle.touch(p, Origin::Live, now);
                 }
             }
+            Change::Closed(p) if p.starts_with(&self.cfg.data_dir) => {
+                if self.barrier.is_none() {
+                    self.settle.touch(p, Origin::Live, now);
+                } else if let Some(why) = self.settle.closed(p.clone(), now) {
+                    self.stats.fallback(why);
+                    tracing::debug!(path = %p.display(), reason = why.as_str(), "not on the fast path; waiting the full settle delay");
+                }
+            }
+            Change::Closed(_) => {}
             Change::Unlinked(p) => {
                 if p.starts_with(&self.cfg.data_dir) {
                     self.settle.unlink(p, now);
@@ -454,7 +494,15 @@ impl Engine {
             }
             Change::Rename { from, to } => {
                 if to.starts_with(&self.cfg.data_dir) {
-                    self.settle.rename(&from, to, now);
+                    // A file renamed into place is a trigger of the fast path, like a close.
+                    let into_place = self.barrier.is_some() && is_file(&to);
+                    self.settle.rename(&from, to.clone(), now);
+                    if into_place {
+                        if let Some(why) = self.settle.closed(to.clone(), now) {
+                            self.stats.fallback(why);
+                            tracing::debug!(path = %to.display(), reason = why.as_str(), "not on the fast path; waiting the full settle delay");
+                        }
+                    }
                 } else {
                     self.settle.touch(from, Origin::Live, now);
                 }
@@ -506,9 +554,15 @@ impl Engine {
                     renamed_from: None,
                     confirm_settled: true,
                     since: self.since,
+                    fast: false,
                 },
             ),
-            Scanned::Settle => self.settle.insert_quiet(p, origin, self.cfg.clock.now()),
+            Scanned::Settle => {
+                if self.barrier.is_some() {
+                    self.stats.fallback(Fallback::Scan);
+                }
+                self.settle.insert_quiet(p, origin, self.cfg.clock.now());
+            }
         }
     }
 
@@ -581,6 +635,7 @@ impl Engine {
         // limbo before their hold expires in the same turn.
         self.bulk_work()?;
         self.expire_limbo(now)?;
+        self.expire_barrier(now);
         self.hashing.start(now);
         // Deliver before judging whether the scan is done (its paths are busy until accepted),
         // and again after, for the deletions that judgement emits.
@@ -688,6 +743,20 @@ impl Engine {
             unlinked: pending.unlinked,
         };
         let verdict = decide(&facts);
+        let fast = pending.fast
+            && matches!(
+                verdict.decision,
+                Decision::New | Decision::Changed | Decision::Move | Decision::HashMove
+            );
+        if fast {
+            if let Err(why) = self.fast_gate(&path, seen, stamp) {
+                self.stats.fallback(why);
+                tracing::debug!(path = %path.display(), reason = why.as_str(), "fast path refused; waiting the full settle delay");
+                self.settle
+                    .slow_down(path, pending, why, self.cfg.clock.now());
+                return Ok(());
+            }
+        }
         let from = pending.old_path;
         tracing::debug!(path = %path.display(), seen = ?seen, from = ?from, decision = ?verdict.decision, "settled");
         match verdict.decision {
@@ -722,6 +791,9 @@ impl Engine {
                 if let (Some(old), Some(stamp), Some(from)) =
                     (source.and_then(|s| s.entry), stamp, from.clone())
                 {
+                    if fast {
+                        self.stats.fast_settled.inc();
+                    }
                     self.emit_move(from, path, Entry { stamp, ..old });
                 }
             }
@@ -732,6 +804,7 @@ impl Engine {
                         renamed_from: Some((from, old)),
                         confirm_settled: false,
                         since: self.since,
+                        fast,
                     };
                     self.queue_hash(path, work);
                 }
@@ -739,7 +812,18 @@ impl Engine {
             Decision::New | Decision::Changed => {
                 if let Some(stamp) = stamp {
                     let earlier = pending.hashed.filter(|e| stamp.unchanged_from(&e.stamp));
-                    self.new_or_changed(path, pending.origin, stamp, verdict.decision, earlier);
+                    if fast && earlier.is_some() {
+                        self.stats.fast_settled.inc();
+                    }
+                    let fast = fast && earlier.is_none();
+                    self.new_or_changed(
+                        path,
+                        pending.origin,
+                        stamp,
+                        verdict.decision,
+                        earlier,
+                        fast,
+                    );
                 }
             }
         }
@@ -767,7 +851,7 @@ impl Engine {
         };
         let decision = decide(&facts).decision;
         if matches!(decision, Decision::New | Decision::Changed) {
-            self.new_or_changed(path, origin, stamp, decision, None);
+            self.new_or_changed(path, origin, stamp, decision, None, false);
         }
     }
 
@@ -782,6 +866,7 @@ impl Engine {
         stamp: Stamp,
         decision: Decision,
         earlier: Option<Entry>,
+        fast: bool,
     ) {
         if decision == Decision::New {
             if let Some(moved) = self.pairer.claim_settled(&path, &stamp) {
@@ -794,6 +879,7 @@ impl Engine {
             renamed_from: None,
             confirm_settled: false,
             since: self.since,
+            fast,
         };
         match earlier {
             Some(entry) => {
@@ -861,6 +947,86 @@ impl Engine {
         for done in self.hashing.take(now) {
             self.hashed(done);
         }
+        // One cookie for every fast-path hash that came back in this turn.
+        if let Some(b) = &mut self.barrier {
+            for (path, entry, work) in b.raise(now) {
+                self.fast_fallback(path, entry, work.origin, Fallback::BarrierTimeout);
+            }
+        }
+    }
+
+    // ---- the fast path --------------------------------------------------------------------------
+
+    /// The checks before a fast-path file is decided on: it is not empty, the lease probe finds
+    /// no writer, it has one name, and the probe's stamp is the look's.
+    fn fast_gate(&self, path: &Path, seen: Observed, stamp: Option<Stamp>) -> Result<(), Fallback> {
+        let Some(cfg) = &self.cfg.fast else {
+            return Ok(());
+        };
+        let size = match seen {
+            Observed::File { size, .. } => size,
+            _ => 0,
+        };
+        match fast::gate(fast::probe(path), cfg.leases, size)? {
+            Some(probed) if Some(probed) != stamp => Err(Fallback::ChangedDuringHash),
+            _ => Ok(()),
+        }
+    }
+
+    /// A fast-path hash is back: the probe after it must agree, then it waits for the barrier.
+    fn fast_hashed(&mut self, path: PathBuf, entry: Entry, work: HashWork) {
+        let leases = self.cfg.fast.as_ref().is_some_and(|f| f.leases);
+        match fast::confirm(fast::probe(&path), leases, &entry.stamp) {
+            Ok(()) => match &mut self.barrier {
+                Some(b) => b.wait((path, entry, work)),
+                None => self.judge_hashed(path, entry, work),
+            },
+            Err(why) => self.fast_fallback(path, entry, work.origin, why),
+        }
+    }
+
+    /// Barrier cookie `n` came back: every event queued before it has been seen. A file that
+    /// had no event since it was taken to hashing is judged; one that had waits in the settle
+    /// set, with its digests kept in case it settles as it was read.
+    fn barrier_seen(&mut self, n: u64) {
+        let released = match &mut self.barrier {
+            Some(b) => b.seen(n),
+            None => return,
+        };
+        for (path, entry, work) in released {
+            if self.settle.contains(&path) {
+                self.stats.fallback(Fallback::ChangedDuringHash);
+                self.busy.remove(&path);
+                self.settle.keep_hashed(&path, entry);
+            } else {
+                self.stats.fast_settled.inc();
+                tracing::debug!(path = %path.display(), "settled on the fast path");
+                self.since = work.since;
+                self.judge_hashed(path, entry, work);
+            }
+        }
+    }
+
+    /// Cookies that did not come back within the settle delay (events lost, or DATA_DIR watched
+    /// anew): their files wait the full settle delay.
+    fn expire_barrier(&mut self, now: Instant) {
+        let late = match &mut self.barrier {
+            Some(b) => b.expired(now, self.cfg.settle_delay),
+            None => return,
+        };
+        for (path, entry, work) in late {
+            self.fast_fallback(path, entry, work.origin, Fallback::BarrierTimeout);
+        }
+    }
+
+    /// A fast-path hash that cannot be vouched for: the file waits the full settle delay, and
+    /// its digests are used if it settles as it was read.
+    fn fast_fallback(&mut self, path: PathBuf, entry: Entry, origin: Origin, why: Fallback) {
+        self.stats.fallback(why);
+        tracing::debug!(path = %path.display(), reason = why.as_str(), "fast path refused after the hash; waiting the full settle delay");
+        self.busy.remove(&path);
+        let now = self.cfg.clock.now();
+        self.settle.touch_hashed(path, origin, now, entry);
     }
 
     fn hashed(&mut self, done: HashOutcome<HashWork>) {
@@ -906,6 +1072,10 @@ impl Engine {
             self.busy.remove(&path);
             let now = self.cfg.clock.now();
             self.settle.touch_hashed(path, work.origin, now, entry);
+            return;
+        }
+        if work.fast {
+            self.fast_hashed(path, entry, work);
             return;
         }
         self.judge_hashed(path, entry, work);

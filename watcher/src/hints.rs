@@ -139,7 +139,9 @@ pub fn convert(event: &notify::Event) -> Vec<Change> {
         return vec![Change::Rescan("the kernel's event queue overflowed")];
     }
     match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+            return event.paths.iter().cloned().map(Change::Closed).collect();
+        }
         EventKind::Access(_) => return Vec::new(),
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
             return vec![Change::Rename {
@@ -456,6 +458,9 @@ pub struct WatchSetup {
     tx: mpsc::Sender<Change>,
     rescan: Arc<RescanFlag>,
     overflows: Counter,
+    /// The fast path's barrier directory, watched beside DATA_DIR by the same inotify instance
+    /// (see [`WatchSetup::watch_barrier`]).
+    barrier: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl WatchSetup {
@@ -463,18 +468,28 @@ impl WatchSetup {
     /// (a volume mounted again has lost its inotify watches), and ask for a rescan for what
     /// changed meanwhile, deletions included.
     pub fn on_data_dir_back(&self) -> impl Fn() + Send + Sync + 'static {
-        let (native, dir, tx, rescan, overflows) = (
+        let (native, dir, tx, rescan, overflows, barrier) = (
             Arc::clone(&self.native),
             self.dir.clone(),
             self.tx.clone(),
             Arc::clone(&self.rescan),
             self.overflows.clone(),
+            Arc::clone(&self.barrier),
         );
         move || {
             let mut current = lock(&native);
             if current.is_some() {
                 match start_native(&dir, tx.clone(), Arc::clone(&rescan), overflows.clone()) {
-                    Ok(w) => *current = Some(w),
+                    Ok(w) => {
+                        if let Some(b) = lock(&barrier).as_deref() {
+                            if let Err(e) =
+                                lock(&w.tree.watcher).watch(b, RecursiveMode::NonRecursive)
+                            {
+                                tracing::warn!(error = %e, "cannot watch the barrier directory again; fast-path files wait the full settle delay");
+                            }
+                        }
+                        *current = Some(w);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot watch DATA_DIR again; relying on rescans")
                     }
@@ -482,6 +497,31 @@ impl WatchSetup {
             }
             rescan.raise(RescanCause::DataDirBack);
         }
+    }
+}
+
+impl WatchSetup {
+    /// Whether changes come from inotify: only then are writers' closes seen.
+    pub fn native(&self) -> bool {
+        lock(&self.native).is_some()
+    }
+
+    /// Watches the fast path's barrier directory with the same inotify instance as DATA_DIR, so
+    /// that a cookie's event comes after every event queued before it (again after DATA_DIR
+    /// comes back).
+    ///
+    /// # Errors
+    /// No native watch, or inotify refused the directory.
+    pub fn watch_barrier(&self, dir: &Path) -> Result<(), String> {
+        let current = lock(&self.native);
+        let Some(w) = current.as_ref() else {
+            return Err("changes are not watched by inotify".into());
+        };
+        lock(&w.tree.watcher)
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch the barrier directory {}: {e}", dir.display()))?;
+        *lock(&self.barrier) = Some(dir.to_path_buf());
+        Ok(())
     }
 }
 
@@ -556,6 +596,7 @@ pub fn start(
         tx,
         rescan,
         overflows,
+        barrier: Arc::default(),
     })
 }
 
@@ -799,7 +840,7 @@ mod tests {
             ),
             (
                 ev(EventKind::Access(AccessKind::Close(AccessMode::Write))).add_path(p("/d/a")),
-                vec![Change::Path(p("/d/a"))],
+                vec![Change::Closed(p("/d/a"))],
             ),
             (
                 ev(EventKind::Remove(RemoveKind::File)).add_path(p("/d/a")),

@@ -40,6 +40,7 @@ mod config;
 mod decide;
 mod engine;
 pub mod failure;
+mod fast;
 mod filter;
 mod fstype;
 mod handoff;
@@ -250,6 +251,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cancel.clone(),
         watch.on_data_dir_back(),
     );
+    let fast = start_fast(&cfg, &watch, &id.state_dir, &stats);
 
     let engine = engine::Engine::new(
         engine::EngineConfig {
@@ -265,6 +267,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             rescan_every: watch.rescan_every,
             shutdown_timeout: cfg.shutdown_timeout,
             clock: clock::Clock::system(),
+            fast,
         },
         store,
         pool,
@@ -439,6 +442,55 @@ async fn establish_identity(
     }
 }
 
+/// Turns the fast path on where SETTLE_FAST and this machine allow it, and says so once at
+/// start-up, with the reason when it is off; `file_watcher_settle_fast` shows the same.
+fn start_fast(
+    cfg: &config::Config,
+    watch: &hints::WatchSetup,
+    state_dir: &std::path::Path,
+    stats: &stats::Stats,
+) -> Option<fast::FastConfig> {
+    let barrier_dir = state_dir.join("barrier");
+    let started = if cfg.once {
+        Err(fast::Off("--once reports a scan, not live changes".into()))
+    } else {
+        fast::start(
+            cfg.settle_fast,
+            watch.native(),
+            cfg.settle_fast_delay,
+            cfg.settle_delay,
+            &barrier_dir,
+        )
+        .and_then(|f| {
+            watch
+                .watch_barrier(&f.barrier_dir)
+                .map(|()| f)
+                .map_err(fast::Off)
+        })
+    };
+    match started {
+        Ok(f) => {
+            stats.settle_fast.set(1);
+            let others = fast::can_lease_others();
+            tracing::info!(
+                delay_ms = f.delay.as_millis() as u64,
+                lease_probe = f.leases,
+                other_owners = others,
+                "fast path on: a file is reported SETTLE_FAST_DELAY after its writer's last close{}",
+                if f.leases && !others {
+                    "; files of other owners wait the full SETTLE_DELAY (this user lacks CAP_LEASE)"
+                } else {
+                    ""
+                }
+            );
+            Some(f)
+        }
+        Err(fast::Off(why)) => {
+            tracing::info!(reason = %why, "fast path off: every file waits SETTLE_DELAY");
+            None
+        }
+    }
+}
 /// Waits until DATA_DIR is the directory the store describes (see [`root`]), then records its
 /// identity when that is new. Returns false when shutdown was asked for while waiting.
 ///

@@ -55,9 +55,35 @@ pub struct Pending {
     /// before it had settled ([`Settle::touch_hashed`]). Reused, instead of a second read, if
     /// the file settles with that same stamp.
     pub hashed: Option<Entry>,
-    quiet_since: Instant,
+    /// On the fast path: its writer closed it (or it was renamed into place), and it is due
+    /// after the grace window instead of the settle delay (see [`crate::fast`]).
+    pub fast: bool,
+    /// The lease probe found a writer: that writer's close is the next trigger, not a repeat.
+    awaiting_close: bool,
+    /// Closed twice within the settle delay while pending: off the fast path until it settles
+    /// (counted once).
+    demoted: bool,
+    due: Instant,
     seq: u64,
     last: Option<Observed>,
+}
+
+impl Pending {
+    fn new(origin: Origin, now: Instant) -> Self {
+        Self {
+            origin,
+            old_path: None,
+            first_hint: now,
+            unlinked: false,
+            hashed: None,
+            fast: false,
+            awaiting_close: false,
+            demoted: false,
+            due: now,
+            seq: 0,
+            last: None,
+        }
+    }
 }
 
 /// The set of pending paths, coalesced per path: a million writes to one file are one entry.
@@ -67,6 +93,11 @@ pub struct Settle {
     entries: PathMap<Pending>,
     deadlines: BTreeMap<(Instant, u64), PathBuf>,
     next_seq: u64,
+    /// The grace window of the fast path (SETTLE_FAST_DELAY).
+    fast_delay: Duration,
+    /// When each recently closed path was last closed for writing: a second close within the
+    /// settle delay demotes it from the fast path.
+    last_close: PathMap<Instant>,
 }
 
 impl Settle {
@@ -77,6 +108,16 @@ impl Settle {
             entries: PathMap::new(),
             deadlines: BTreeMap::new(),
             next_seq: 0,
+            fast_delay: delay,
+            last_close: PathMap::new(),
+        }
+    }
+
+    /// The same, with a fast path whose grace window is `fast_delay`.
+    pub fn with_fast(delay: Duration, fast_delay: Duration) -> Self {
+        Self {
+            fast_delay,
+            ..Self::new(delay)
         }
     }
 
@@ -95,14 +136,74 @@ impl Settle {
         self.entries.contains(path)
     }
 
+    /// (Re)arms `p`, quiet since `quiet_since`: due after the grace window on the fast path,
+    /// after the settle delay otherwise.
     fn arm(&mut self, path: PathBuf, mut p: Pending, quiet_since: Instant) {
-        self.deadlines.remove(&(p.quiet_since + self.delay, p.seq));
+        self.deadlines.remove(&(p.due, p.seq));
         self.next_seq += 1;
         p.seq = self.next_seq;
-        p.quiet_since = quiet_since;
-        self.deadlines
-            .insert((quiet_since + self.delay, p.seq), path.clone());
+        p.due = quiet_since + if p.fast { self.fast_delay } else { self.delay };
+        self.deadlines.insert((p.due, p.seq), path.clone());
         self.entries.insert(path, p);
+    }
+
+    /// `path` was closed by a writer at `now` (IN_CLOSE_WRITE), or renamed into place: it takes
+    /// the fast path, due after the grace window, unless it must not. Returns why not, if so.
+    pub fn closed(&mut self, path: PathBuf, now: Instant) -> Option<crate::fast::Fallback> {
+        use crate::fast::Fallback;
+        let close_before = self.last_close.insert(path.clone(), now);
+        if self.last_close.len() > 4 * self.entries.len() + 1024 {
+            let delay = self.delay;
+            self.last_close
+                .retain(|_, t| now.saturating_duration_since(*t) < delay);
+        }
+        let mut p = self
+            .entries
+            .remove(&path)
+            .unwrap_or_else(|| Pending::new(Origin::Live, now));
+        let repeated = !std::mem::take(&mut p.awaiting_close)
+            && close_before.is_some_and(|t| now.saturating_duration_since(t) < self.delay);
+        let why = if p.origin == Origin::Scan {
+            // Counted when the scan queued it.
+            p.fast = false;
+            None
+        } else if repeated || p.demoted {
+            p.fast = false;
+            (!std::mem::replace(&mut p.demoted, true)).then_some(Fallback::RepeatedClose)
+        } else if p.unlinked {
+            p.fast = false;
+            Some(Fallback::Ambiguous)
+        } else {
+            p.fast = true;
+            None
+        };
+        p.unlinked = false;
+        self.arm(path, p, now);
+        why
+    }
+
+    /// Takes a path off the fast path: it waits the full settle delay from `now`, and needs
+    /// two agreeing looks again. When the probe found a writer (`why` is
+    /// [`crate::fast::Fallback::WriterOpen`]), that writer's close puts it back on the fast path.
+    pub fn slow_down(
+        &mut self,
+        path: PathBuf,
+        mut p: Pending,
+        why: crate::fast::Fallback,
+        now: Instant,
+    ) {
+        p.fast = false;
+        p.awaiting_close = why == crate::fast::Fallback::WriterOpen;
+        p.last = None;
+        self.arm(path, p, now);
+    }
+
+    /// Keeps digests read of `path` for the moment it settles, if it is pending: they are used
+    /// if it settles with the stamp they were read at.
+    pub fn keep_hashed(&mut self, path: &Path, hashed: Entry) {
+        if let Some(p) = self.entries.get_mut(path) {
+            p.hashed = Some(hashed);
+        }
     }
 
     /// Something happened to `path` at `now`: (re)start its quiet period.
@@ -125,21 +226,15 @@ impl Settle {
         self.hint(path, Origin::Live, now, true);
     }
 
+    /// A hint restarts the quiet period; on the fast path, the grace window. An unlink takes
+    /// the path off the fast path (its history is no longer one writer's).
     fn hint(&mut self, path: PathBuf, origin: Origin, now: Instant, unlinked: bool) {
         let mut p = match self.entries.remove(&path) {
             Some(p) => p,
-            None => Pending {
-                origin,
-                old_path: None,
-                first_hint: now,
-                unlinked,
-                hashed: None,
-                quiet_since: now,
-                seq: 0,
-                last: None,
-            },
+            None => Pending::new(origin, now),
         };
         p.unlinked = unlinked;
+        p.fast &= !unlinked;
         self.arm(path, p, now);
     }
 
@@ -150,17 +245,7 @@ impl Settle {
             return;
         }
         let since = now.checked_sub(self.delay).unwrap_or(now);
-        let p = Pending {
-            origin,
-            old_path: None,
-            first_hint: now,
-            unlinked: false,
-            hashed: None,
-            quiet_since: since,
-            seq: 0,
-            last: None,
-        };
-        self.arm(path, p, since);
+        self.arm(path, Pending::new(origin, now), since);
     }
 
     /// Records that `to` was renamed from `from`. `from` is accounted for by `to`: the pending
@@ -171,8 +256,7 @@ impl Settle {
     pub fn rename(&mut self, from: &Path, to: PathBuf, now: Instant) {
         let mut source = from.to_path_buf();
         if let Some(old) = self.entries.remove(from) {
-            self.deadlines
-                .remove(&(old.quiet_since + self.delay, old.seq));
+            self.deadlines.remove(&(old.due, old.seq));
             if let Some(start) = old.old_path {
                 source = start;
                 self.touch(from.to_path_buf(), Origin::Live, now);
@@ -192,7 +276,7 @@ impl Settle {
     /// Forgets a path.
     pub fn remove(&mut self, path: &Path) -> Option<Pending> {
         let p = self.entries.remove(path)?;
-        self.deadlines.remove(&(p.quiet_since + self.delay, p.seq));
+        self.deadlines.remove(&(p.due, p.seq));
         Some(p)
     }
 
@@ -218,8 +302,9 @@ impl Settle {
     }
 
     /// Looks at a due path. A file is settled when this look agrees with the previous one, or,
-    /// on the first look, when its mtime is already older than the settle delay. Anything that is
-    /// not a file is settled at once. Returns the entry when settled; otherwise the path is
+    /// on the first look, when its mtime is already older than the settle delay, or when it is
+    /// on the fast path (whose checks then stand in for the second look). Anything that is not
+    /// a file is settled at once. Returns the entry when settled; otherwise the path is
     /// re-armed for another quiet period.
     pub fn check(
         &mut self,
@@ -231,7 +316,9 @@ impl Settle {
         let p = self.entries.get(path)?;
         let settled = match seen {
             Observed::File { mtime_ns, .. } => {
-                p.last == Some(seen) || (p.last.is_none() && self.mtime_is_old(mtime_ns, wall_now))
+                p.fast
+                    || p.last == Some(seen)
+                    || (p.last.is_none() && self.mtime_is_old(mtime_ns, wall_now))
             }
             _ => true,
         };
@@ -466,6 +553,125 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(s.deadlines.len(), s.len(), "{name}: one deadline per entry");
         }
+    }
+
+    const FAST: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_writers_close_takes_the_fast_path_unless_its_history_says_otherwise() {
+        use crate::fast::Fallback;
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        type Step = fn(&mut Settle, &Path, Instant) -> Option<Fallback>;
+        let close: Step = |s, p, t| s.closed(p.to_path_buf(), t);
+        let write: Step = |s, p, t| {
+            s.touch(p.to_path_buf(), Origin::Live, t);
+            None
+        };
+        let unlink: Step = |s, p, t| {
+            s.unlink(p.to_path_buf(), t);
+            None
+        };
+        let scanned: Step = |s, p, t| {
+            s.insert_quiet(p.to_path_buf(), Origin::Scan, t);
+            None
+        };
+        // (name, steps at 0, 10, 20 … ms, the fallback of the last step, fast, due at ms)
+        #[rustfmt::skip]
+        type Case<'a> = (&'a str, &'a [Step], Option<Fallback>, bool, u64);
+        let cases: &[Case] = &[
+            ("one close", &[write, close], None, true, 10 + 100),
+            (
+                "a write after the close restarts the grace window",
+                &[close, write],
+                None,
+                true,
+                10 + 100,
+            ),
+            (
+                "a second close within the settle delay demotes it",
+                &[close, close],
+                Some(Fallback::RepeatedClose),
+                false,
+                10 + 2000,
+            ),
+            (
+                "a close after an unlink is ambiguous",
+                &[unlink, close],
+                Some(Fallback::Ambiguous),
+                false,
+                10 + 2000,
+            ),
+            (
+                "an unlink after the close takes it off",
+                &[close, unlink],
+                None,
+                false,
+                10 + 2000,
+            ),
+            (
+                "found by a scan first",
+                &[scanned, close],
+                None,
+                false,
+                10 + 2000,
+            ),
+        ];
+        for (name, steps, why, fast, due) in cases {
+            let mut s = Settle::with_fast(D, FAST);
+            let p = Path::new("/d/a");
+            let mut last = None;
+            for (i, step) in steps.iter().enumerate() {
+                last = step(&mut s, p, ms(10 * i as u64));
+            }
+            assert_eq!(last, *why, "{name}: fallback");
+            assert_eq!(s.next_deadline(), Some(ms(*due)), "{name}: due");
+            assert_eq!(
+                s.entries.get(p).map(|e| e.fast),
+                Some(*fast),
+                "{name}: fast"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fast_path_file_settles_on_its_first_look_and_a_slowed_one_needs_two() {
+        use crate::fast::Fallback;
+        let t0 = Instant::now();
+        let mut s = Settle::with_fast(D, FAST);
+        let p = PathBuf::from("/d/a");
+        let mt = 1_000_000_000_000;
+        assert_eq!(s.closed(p.clone(), t0), None);
+        assert_eq!(s.due(t0 + FAST, 10), vec![p.clone()]);
+        let settled = s.check(&p, file(5, mt), t0 + FAST, wall(mt)).unwrap();
+        assert!(settled.fast);
+
+        // The stamp moved under the probe: back for the full delay, and two looks again.
+        s.slow_down(p.clone(), settled, Fallback::ChangedDuringHash, t0 + FAST);
+        assert!(s
+            .due(t0 + FAST + D - Duration::from_millis(1), 10)
+            .is_empty());
+        assert!(s.check(&p, file(5, mt), t0 + FAST + D, wall(mt)).is_none());
+        assert!(s
+            .check(&p, file(5, mt), t0 + FAST + 2 * D, wall(mt))
+            .is_some());
+
+        // Closes a settle delay apart are each fast again.
+        let later = t0 + 3 * D;
+        assert_eq!(s.closed(p.clone(), later), None);
+        assert_eq!(s.next_deadline(), Some(later + FAST));
+
+        // A writer was still open at the probe: its close, soon after, is fast, not a repeat.
+        let settled = s.check(&p, file(5, mt), later + FAST, wall(mt)).unwrap();
+        s.slow_down(p.clone(), settled, Fallback::WriterOpen, later + FAST);
+        let close = later + FAST + Duration::from_millis(50);
+        assert_eq!(s.closed(p.clone(), close), None);
+        assert_eq!(s.next_deadline(), Some(close + FAST));
+        // But a third close within the delay is.
+        assert_eq!(
+            s.closed(p.clone(), close + FAST),
+            Some(Fallback::RepeatedClose)
+        );
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub struct CauseLabel {
     pub cause: &'static str,
 }
 
+/// The `reason` label of fast-path fallbacks.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `writer_open`, `hard_link`, …
+    pub reason: &'static str,
+}
+
 /// The per-file error kinds the pipeline counts (`hasher::HashError::label`; a file that
 /// vanished or changed while read goes back to settling instead), created at zero.
 const ERROR_KINDS: [&str; 3] = ["permission_denied", "not_regular", "io"];
@@ -50,8 +57,10 @@ const HASH_BUCKETS: [f64; 12] = [
 
 /// Upper bounds of the event-latency buckets, in seconds. The latency includes the settle delay
 /// (2 s by default), so the buckets are fine around it.
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.1, 0.25, 0.5, 1.0, 2.0, 2.25, 2.5, 3.0, 4.0, 5.0, 10.0, 30.0, 120.0, 600.0,
+/// Below 0.5 s they resolve the fast path (SETTLE_FAST_DELAY, 100 ms by default).
+const LATENCY_BUCKETS: [f64; 18] = [
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1.0, 2.0, 2.25, 2.5, 3.0, 4.0, 5.0, 10.0, 30.0, 120.0,
+    600.0,
 ];
 
 /// Live counters. Everything is atomic so readers never stall the pipeline.
@@ -98,6 +107,12 @@ pub struct Stats {
     pub store_ok: AtomicBool,
     /// Changes are found by polling (WATCH_MODE=poll, or `auto` after inotify ran out).
     pub polling: AtomicBool,
+    /// 1 while the fast path to "settled" is on.
+    pub settle_fast: Gauge,
+    /// Files that took the fast path (published, or found unchanged).
+    pub fast_settled: Counter,
+    /// Live files that waited the full settle delay instead, by reason.
+    pub settle_fallbacks: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Stats {
@@ -122,7 +137,15 @@ impl Default for Stats {
             initial_scan_done: AtomicBool::new(false),
             store_ok: AtomicBool::new(false),
             polling: AtomicBool::new(false),
+            settle_fast: Gauge::default(),
+            fast_settled: Counter::default(),
+            settle_fallbacks: Family::default(),
         };
+        for reason in crate::fast::Fallback::ALL {
+            let _ = stats.settle_fallbacks.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
         // Every series from the first scrape, at zero.
         for t in EventType::ALL {
             let _ = stats.events.get_or_create(&EventLabel {
@@ -168,6 +191,15 @@ impl Stats {
         self.rescans
             .get_or_create(&CauseLabel {
                 cause: cause.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one file that waited the full settle delay instead of the fast path.
+    pub fn fallback(&self, reason: crate::fast::Fallback) {
+        self.settle_fallbacks
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -225,6 +257,21 @@ impl Stats {
             "New or changed files found by the running scan whose work is not done yet",
             self.scan_files_todo.clone(),
         );
+        r.register(
+            "settle_fast",
+            "1 while the fast path to settled is on (SETTLE_FAST; the start-up log says why not)",
+            self.settle_fast.clone(),
+        );
+        r.register(
+            "settle_fast_files",
+            "Files settled on the fast path: after their writer's close and the lease probe",
+            self.fast_settled.clone(),
+        );
+        r.register(
+            "settle_fallback",
+            "Live files that waited the full settle delay instead of the fast path, by reason",
+            self.settle_fallbacks.clone(),
+        );
         r.register_with_unit(
             "hash_duration",
             "From handing a file to the hash pool until its digests are back",
@@ -264,6 +311,14 @@ mod tests {
             assert!(text.contains(&line), "{line} missing:\n{text}");
         }
         assert!(text.contains("file_watcher_file_errors_total{kind=\"permission_denied\"} 0"));
+        for f in crate::fast::Fallback::ALL {
+            let line = format!(
+                "file_watcher_settle_fallback_total{{reason=\"{}\"}} 0",
+                f.as_str()
+            );
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("file_watcher_settle_fast 0"), "{text}");
         assert!(
             text.contains("file_watcher_hint_overflows_total 0"),
             "{text}"

@@ -406,7 +406,7 @@ fn kill_and_drain(mut w: Watcher, tree: &mut Tree, signal: &str) -> std::process
     status
 }
 
-fn churn_seed(seed: u64, ops: u64) {
+fn churn_seed(seed: u64, ops: u64, extra: &[&str]) {
     let (_keep, data, state) = dirs();
     let outside = tempfile::tempdir_in(data.parent().unwrap()).unwrap();
     let mut churn = Churn::new(seed, &data, outside.path());
@@ -415,7 +415,7 @@ fn churn_seed(seed: u64, ops: u64) {
     let mut tree = Tree::new();
 
     // 1. Live churn at full speed.
-    let w = Watcher::start(&data, state.path(), &[]);
+    let w = Watcher::start(&data, state.path(), extra);
     w.wait_ready();
     churn.rescan();
     churn.run(ops);
@@ -426,7 +426,7 @@ fn churn_seed(seed: u64, ops: u64) {
     assert!(status.success(), "seed {seed}: {status:?}");
     churn.rescan();
     churn.run(ops / 4);
-    let w = Watcher::start(&data, state.path(), &[]);
+    let w = Watcher::start(&data, state.path(), extra);
     w.wait_ready();
     churn.rescan();
     churn.run(ops / 2);
@@ -444,7 +444,7 @@ fn churn_seed(seed: u64, ops: u64) {
     kill_and_drain(w, &mut tree, libc_signal::KILL);
     churn.rescan();
     churn.run(ops / 4);
-    let w = Watcher::start(&data, state.path(), &[]);
+    let w = Watcher::start(&data, state.path(), extra);
     w.wait_ready();
     converge(
         &w,
@@ -463,6 +463,15 @@ fn replayed_events_equal_the_disk_under_random_churn() {
     let seeds = env_u64("CHURN_SEEDS", 3);
     let ops = env_u64("CHURN_OPS", 300);
     for seed in first..first + seeds {
-        churn_seed(seed, ops);
+        churn_seed(seed, ops, &[]);
     }
+}
+
+/// The same with every file waiting the full settle delay: the fast path (on by default above)
+/// must change when events come, never what they say.
+#[test]
+fn replayed_events_equal_the_disk_under_random_churn_with_the_fast_path_off() {
+    let first = env_u64("CHURN_SEED", 1);
+    let ops = env_u64("CHURN_OPS", 300);
+    churn_seed(first + 100, ops, &["--settle-fast", "off"]);
 }

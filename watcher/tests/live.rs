@@ -523,3 +523,151 @@ fn a_download_renamed_into_place_is_reported_once_and_its_temporary_name_never()
     let rest = w.barrier(&data, "barrier-1");
     assert!(rest.is_empty(), "no temporary name is reported: {rest:?}");
 }
+
+/// The fast path: a file is reported SETTLE_FAST_DELAY after its writer's last close. What the
+/// kernel cannot vouch for (a writer still open, a second name, an empty file) takes the long
+/// way, and each file is still reported once, with its final digests.
+#[test]
+fn a_closed_file_takes_the_fast_path_and_what_the_kernel_cannot_vouch_for_waits() {
+    let (_keep, data, state) = dirs();
+    // Found by the first scan: its first close below is not a repeat of an earlier one.
+    let c = data.join("c.bin");
+    fs::write(&c, b"linked").unwrap();
+    let w = Watcher::start(
+        &data,
+        state.path(),
+        &["--settle-delay", "3s", "--settle-fast-delay", "100ms"],
+    );
+    w.wait_ready();
+    w.wait_log("fast path on");
+    assert_eq!(path_of(&w.next()), c);
+    let fast_for = |p: &std::path::Path| {
+        w.stderr_text()
+            .lines()
+            .any(|l| l.contains("settled on the fast path") && l.contains(p.to_str().unwrap()))
+    };
+
+    // One writer, one close: fast.
+    let a = data.join("a.bin");
+    fs::write(&a, vec![7u8; 1 << 20]).unwrap();
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", a.clone()),
+        "{e}"
+    );
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &a)
+    );
+    assert!(fast_for(&a), "{}", w.stderr_text());
+
+    // A second writer closes while the first still holds the file open: the probe sees the
+    // first, nothing is reported, and the first writer's close reports the final content.
+    let b = data.join("b.bin");
+    let mut first = fs::File::create(&b).unwrap();
+    first.write_all(b"part one;").unwrap();
+    drop(fs::OpenOptions::new().append(true).open(&b).unwrap());
+    w.wait_log("\"reason\":\"writer_open\"");
+    first.write_all(b" part two").unwrap();
+    drop(first);
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", b.clone()),
+        "{e}"
+    );
+    assert_eq!(e["file_info"]["size_bytes"], "18");
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &b)
+    );
+    assert!(
+        fast_for(&b),
+        "the writer's own close is fast:\n{}",
+        w.stderr_text()
+    );
+
+    // A file with a second name: written through one, it waits the full delay.
+    fs::hard_link(&c, state.path().join("c-link")).unwrap();
+    fs::write(&c, b"linked, then rewritten").unwrap();
+    w.wait_log("\"reason\":\"hard_link\"");
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_modified", c.clone()),
+        "{e}"
+    );
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &c)
+    );
+
+    // An empty placeholder waits the full delay too.
+    let d = data.join("d.bin");
+    fs::write(&d, b"").unwrap();
+    w.wait_log("\"reason\":\"empty\"");
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", d.clone()),
+        "{e}"
+    );
+    assert!(!fast_for(&d));
+
+    let quiet = w.barrier(&data, "barrier-fast");
+    assert!(quiet.is_empty(), "one event per file: {quiet:?}");
+}
+
+#[test]
+fn with_the_fast_path_off_a_closed_file_waits_the_settle_delay() {
+    let (_keep, data, state) = dirs();
+    let w = Watcher::start(&data, state.path(), &["--settle-fast", "off"]);
+    w.wait_ready();
+    w.wait_log("fast path off");
+    let a = data.join("a.bin");
+    fs::write(&a, b"slow").unwrap();
+    let e = w.next();
+    assert_eq!((event_type(&e), path_of(&e)), ("file_created", a), "{e}");
+    assert!(!w.stderr_text().contains("settled on the fast path"));
+}
+
+/// An append loop (a log, a resumed download) closes its file again and again: after its second
+/// close within the settle delay it is demoted from the fast path, and reported once, finished.
+#[test]
+fn an_append_loop_leaves_the_fast_path_and_is_reported_once() {
+    let (_keep, data, state) = dirs();
+    // A grace window far longer than the loop's pauses, so that no pause of a busy machine
+    // lets a half-written version through before the demotion.
+    let w = Watcher::start(
+        &data,
+        state.path(),
+        &["--settle-delay", "2s", "--settle-fast-delay", "1s"],
+    );
+    w.wait_ready();
+    let f = data.join("f.log");
+    for i in 0..20 {
+        let mut h = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&f)
+            .unwrap();
+        writeln!(h, "line {i}").unwrap();
+        drop(h);
+        // The loop's own pace, not a wait for the watcher.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.wait_log("\"reason\":\"repeated_close\"");
+    let e = w.next();
+    assert_eq!(
+        (event_type(&e), path_of(&e)),
+        ("file_created", f.clone()),
+        "{e}"
+    );
+    assert_eq!(
+        e["file_info"]["sha256_hash"],
+        tool_digest("sha256sum", &[], &f)
+    );
+    let quiet = w.barrier(&data, "barrier-append");
+    assert!(quiet.is_empty(), "one event: {quiet:?}");
+}

@@ -21,6 +21,7 @@ fn engine_over(state: &Path, root: &Path) -> Engine {
         rescan_every: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(1),
         clock: Clock::manual(),
+        fast: None,
     };
     let pool = HashPool::new(hasher::PoolConfig {
         threads: 1,
