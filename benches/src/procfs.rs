@@ -59,6 +59,31 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks(11) + ticks(12)) / ticks_per_second())
 }
 
+/// Context switches, voluntary and not, of every thread `pid` has now (threads that ended are
+/// not counted; the service's threads live as long as it does).
+///
+/// # Errors
+/// The process is gone or `/proc` is not there.
+pub fn context_switches(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("read /proc/{pid}/task"))?
+    {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| {
+                l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+            })
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 /// Samples a process's RSS every `every` on a thread of its own until stopped.
 #[derive(Debug)]
 pub struct RssSampler {

@@ -74,6 +74,8 @@ pub struct Run<'a> {
     pub http: Option<SocketAddr>,
     /// `SETTLE_DELAY`, when not the default.
     pub settle: Option<Duration>,
+    /// `SETTLE_FAST`, when not the default (`auto`).
+    pub settle_fast: Option<&'a str>,
 }
 
 impl<'a> Run<'a> {
@@ -97,6 +99,7 @@ impl<'a> Run<'a> {
             once: true,
             http: None,
             settle: None,
+            settle_fast: None,
         }
     }
 
@@ -132,6 +135,9 @@ impl<'a> Run<'a> {
         if let Some(s) = self.settle {
             cmd.arg("--settle-delay")
                 .arg(format!("{}ms", s.as_millis()));
+        }
+        if let Some(f) = self.settle_fast {
+            cmd.args(["--settle-fast", f]);
         }
         cmd
     }
@@ -184,6 +190,31 @@ fn ready(addr: SocketAddr) -> bool {
     }
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// `GET /metrics`: the Prometheus text.
+///
+/// # Errors
+/// Nothing answers, or the answer is not a 200.
+pub fn metrics(addr: SocketAddr) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    ensure!(
+        text.starts_with("HTTP/1.") && text.get(9..12) == Some("200"),
+        "GET /metrics: {}",
+        text.lines().next().unwrap_or("")
+    );
+    Ok(text)
+}
+
+/// The value of one series in a Prometheus text, e.g. `file_watcher_settle_fast_files_total`
+/// or `file_watcher_settle_fallback_total{reason="empty"}`.
+pub fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Polls `/health/ready` until it answers 200; returns how long that took.

@@ -65,6 +65,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         once: false,
         http: Some(http),
         settle: Some(settle),
+        settle_fast: None,
     }
     .spawn()?;
     let pid = child.id();
