@@ -10,6 +10,9 @@ pub enum Change {
     Path(PathBuf),
     /// A writer closed the file (inotify's IN_CLOSE_WRITE): the trigger of the fast path.
     Closed(PathBuf),
+    /// A name moved in from outside the watched tree: a file moved into place is a trigger of
+    /// the fast path, like a close.
+    MovedIn(PathBuf),
     /// The name was unlinked (inotify's IN_DELETE of a file). Unlike a path that vanished for
     /// an unknown reason, this was not a move, so its deletion need not wait for one to claim it.
     Unlinked(PathBuf),

@@ -478,12 +478,19 @@ impl Engine {
                     self.settle.touch(p, Origin::Live, now);
                 }
             }
+            Change::MovedIn(p) if p.starts_with(&self.cfg.data_dir) => {
+                if self.barrier.is_some() && is_file(&p) {
+                    self.fast_trigger(p, now, false);
+                } else {
+                    self.settle.touch(p, Origin::Live, now);
+                }
+            }
+            Change::MovedIn(_) => {}
             Change::Closed(p) if p.starts_with(&self.cfg.data_dir) => {
                 if self.barrier.is_none() {
                     self.settle.touch(p, Origin::Live, now);
-                } else if let Some(why) = self.settle.closed(p.clone(), now) {
-                    self.stats.fallback(why);
-                    tracing::debug!(path = %p.display(), reason = why.as_str(), "not on the fast path; waiting the full settle delay");
+                } else {
+                    self.fast_trigger(p, now, true);
                 }
             }
             Change::Closed(_) => {}
@@ -498,10 +505,7 @@ impl Engine {
                     let into_place = self.barrier.is_some() && is_file(&to);
                     self.settle.rename(&from, to.clone(), now);
                     if into_place {
-                        if let Some(why) = self.settle.closed(to.clone(), now) {
-                            self.stats.fallback(why);
-                            tracing::debug!(path = %to.display(), reason = why.as_str(), "not on the fast path; waiting the full settle delay");
-                        }
+                        self.fast_trigger(to, now, false);
                     }
                 } else {
                     self.settle.touch(from, Origin::Live, now);
@@ -956,6 +960,21 @@ impl Engine {
     }
 
     // ---- the fast path --------------------------------------------------------------------------
+
+    /// A writer's close (`close`), or a file moved or renamed into place: the path takes the
+    /// fast path unless its history says otherwise.
+    fn fast_trigger(&mut self, p: PathBuf, now: Instant, close: bool) {
+        let refused = if close {
+            self.settle.closed(p.clone(), now)
+        } else {
+            self.settle.moved_in(p.clone(), now)
+        };
+        if let Some(why) = refused {
+            self.stats.fallback(why);
+            let trigger = if close { "close" } else { "moved in" };
+            tracing::debug!(path = %p.display(), reason = why.as_str(), trigger, "not on the fast path; waiting the full settle delay");
+        }
+    }
 
     /// The checks before a fast-path file is decided on: it is not empty, the lease probe finds
     /// no writer, it has one name, and the probe's stamp is the look's.

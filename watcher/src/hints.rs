@@ -149,6 +149,10 @@ pub fn convert(event: &notify::Event) -> Vec<Change> {
                 to: event.paths[1].clone(),
             }];
         }
+        // A name moved in from outside the watched tree (IN_MOVED_TO without its pair).
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            return event.paths.iter().cloned().map(Change::MovedIn).collect();
+        }
         // An unlink (IN_DELETE), as opposed to a name moved away (IN_MOVED_FROM) or a file the
         // poll watcher no longer sees (`RemoveKind::Any`, which may be a rename).
         EventKind::Remove(RemoveKind::File) => {
@@ -854,6 +858,10 @@ mod tests {
             (
                 ev(EventKind::Modify(ModifyKind::Name(RenameMode::From))).add_path(p("/d/a")),
                 vec![Change::Path(p("/d/a"))],
+            ),
+            (
+                ev(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(p("/d/a")),
+                vec![Change::MovedIn(p("/d/a"))],
             ),
             (
                 ev(EventKind::Other).set_flag(Flag::Rescan),

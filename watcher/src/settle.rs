@@ -147,11 +147,31 @@ impl Settle {
         self.entries.insert(path, p);
     }
 
-    /// `path` was closed by a writer at `now` (IN_CLOSE_WRITE), or renamed into place: it takes
-    /// the fast path, due after the grace window, unless it must not. Returns why not, if so.
+    /// `path` was closed by a writer at `now` (IN_CLOSE_WRITE): it takes the fast path, due
+    /// after the grace window, unless it must not. Returns why not, if so.
     pub fn closed(&mut self, path: PathBuf, now: Instant) -> Option<crate::fast::Fallback> {
+        self.trigger(path, now, true)
+    }
+
+    /// A file was renamed or moved into place at `now`: a trigger like a close, but not a close
+    /// of its own (notify reports one rename as several events, and the writer's close came
+    /// before it, under the old name), so it never counts as a repeat.
+    pub fn moved_in(&mut self, path: PathBuf, now: Instant) -> Option<crate::fast::Fallback> {
+        self.trigger(path, now, false)
+    }
+
+    fn trigger(
+        &mut self,
+        path: PathBuf,
+        now: Instant,
+        close: bool,
+    ) -> Option<crate::fast::Fallback> {
         use crate::fast::Fallback;
-        let close_before = self.last_close.insert(path.clone(), now);
+        let close_before = if close {
+            self.last_close.insert(path.clone(), now)
+        } else {
+            None
+        };
         if self.last_close.len() > 4 * self.entries.len() + 1024 {
             let delay = self.delay;
             self.last_close
@@ -572,50 +592,23 @@ mod tests {
             s.unlink(p.to_path_buf(), t);
             None
         };
+        let moved: Step = |s, p, t| s.moved_in(p.to_path_buf(), t);
         let scanned: Step = |s, p, t| {
             s.insert_quiet(p.to_path_buf(), Origin::Scan, t);
             None
         };
         // (name, steps at 0, 10, 20 … ms, the fallback of the last step, fast, due at ms)
-        #[rustfmt::skip]
         type Case<'a> = (&'a str, &'a [Step], Option<Fallback>, bool, u64);
+        #[rustfmt::skip]
         let cases: &[Case] = &[
             ("one close", &[write, close], None, true, 10 + 100),
-            (
-                "a write after the close restarts the grace window",
-                &[close, write],
-                None,
-                true,
-                10 + 100,
-            ),
-            (
-                "a second close within the settle delay demotes it",
-                &[close, close],
-                Some(Fallback::RepeatedClose),
-                false,
-                10 + 2000,
-            ),
-            (
-                "a close after an unlink is ambiguous",
-                &[unlink, close],
-                Some(Fallback::Ambiguous),
-                false,
-                10 + 2000,
-            ),
-            (
-                "an unlink after the close takes it off",
-                &[close, unlink],
-                None,
-                false,
-                10 + 2000,
-            ),
-            (
-                "found by a scan first",
-                &[scanned, close],
-                None,
-                false,
-                10 + 2000,
-            ),
+            ("a write after the close restarts the grace window", &[close, write], None, true, 10 + 100),
+            ("a second close within the settle delay demotes it", &[close, close], Some(Fallback::RepeatedClose), false, 10 + 2000),
+            ("a close after an unlink is ambiguous", &[unlink, close], Some(Fallback::Ambiguous), false, 10 + 2000),
+            ("an unlink after the close takes it off", &[close, unlink], None, false, 10 + 2000),
+            ("found by a scan first", &[scanned, close], None, false, 10 + 2000),
+            ("moved in, then renamed into place: one trigger, twice", &[moved, moved], None, true, 10 + 100),
+            ("closed, then renamed into place", &[close, moved], None, true, 10 + 100),
         ];
         for (name, steps, why, fast, due) in cases {
             let mut s = Settle::with_fast(D, FAST);
