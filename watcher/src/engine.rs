@@ -954,7 +954,7 @@ impl Engine {
         // One cookie for every fast-path hash that came back in this turn.
         if let Some(b) = &mut self.barrier {
             for (path, entry, work) in b.raise(now) {
-                self.fast_fallback(path, entry, work.origin, Fallback::BarrierTimeout);
+                self.fast_fallback(path, entry, work, Fallback::BarrierTimeout);
             }
         }
     }
@@ -1000,7 +1000,7 @@ impl Engine {
                 Some(b) => b.wait((path, entry, work)),
                 None => self.judge_hashed(path, entry, work),
             },
-            Err(why) => self.fast_fallback(path, entry, work.origin, why),
+            Err(why) => self.fast_fallback(path, entry, work, why),
         }
     }
 
@@ -1034,18 +1034,22 @@ impl Engine {
             None => return,
         };
         for (path, entry, work) in late {
-            self.fast_fallback(path, entry, work.origin, Fallback::BarrierTimeout);
+            self.fast_fallback(path, entry, work, Fallback::BarrierTimeout);
         }
     }
 
     /// A fast-path hash that cannot be vouched for: the file waits the full settle delay, and
-    /// its digests are used if it settles as it was read.
-    fn fast_fallback(&mut self, path: PathBuf, entry: Entry, origin: Origin, why: Fallback) {
+    /// its digests are used if it settles as it was read. A rename's source goes back onto the
+    /// settle entry, so that it still settles as that move.
+    fn fast_fallback(&mut self, path: PathBuf, entry: Entry, work: HashWork, why: Fallback) {
         self.stats.fallback(why);
         tracing::debug!(path = %path.display(), reason = why.as_str(), "fast path refused after the hash; waiting the full settle delay");
         self.busy.remove(&path);
         let now = self.cfg.clock.now();
-        self.settle.touch_hashed(path, origin, now, entry);
+        if let Some((from, _)) = work.renamed_from {
+            self.settle.rename(&from, path.clone(), now);
+        }
+        self.settle.touch_hashed(path, work.origin, now, entry);
     }
 
     fn hashed(&mut self, done: HashOutcome<HashWork>) {

@@ -364,11 +364,13 @@ impl<T> Barrier<T> {
         }
         self.next += 1;
         let cookie = self.dir.join(self.next.to_string());
-        // The create is the event we wait for; the unlink that follows raises a second one
-        // for the same number, which finds nothing waiting.
-        match File::options().write(true).create_new(true).open(&cookie) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&cookie);
+        // The create is the event we wait for; the removal that follows raises a second one
+        // for the same number, which finds nothing waiting. A directory, not a file: mkdir and
+        // rmdir raise one event each, where a file's create also raises an open and a close.
+        // Each name is new, so inotify never merges two cookies' events into one.
+        match std::fs::create_dir(&cookie) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&cookie);
                 let n = self.next;
                 self.waiting
                     .extend(self.unraised.drain(..).map(|t| (n, now, t)));

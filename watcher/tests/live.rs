@@ -463,18 +463,15 @@ fn a_file_renamed_while_it_is_hashed_leaves_no_ghost() {
         .unwrap();
     assert!(status.success());
     let w = Watcher::start(&data, state.path(), &[]);
-    assert_eq!(path_of(&w.next()), data.join("small.flac"));
+    // small.flac is young, so it settles before it is reported; A.bin, an hour old, may be
+    // reported first if its hash is quick.
+    let mut events = w.until(|e| path_of(e) == data.join("small.flac"));
     std::thread::sleep(std::time::Duration::from_millis(100));
     let b = data.join("B.bin");
     std::fs::rename(&a, &b).unwrap();
-    let mut events = w.until(|e| path_of(e) == b && event_type(e) != "file_deleted");
+    events.extend(w.until(|e| path_of(e) == b && event_type(e) != "file_deleted"));
     events.extend(w.barrier(&data, "after.flac"));
-    // Replay over the start (small.flac was reported above).
     let mut tree = common::replay::Tree::new();
-    tree.insert(
-        data.join("small.flac"),
-        tool_digest("sha256sum", &[], &data.join("small.flac")),
-    );
     for e in &events {
         common::replay::apply(&mut tree, e);
     }
