@@ -8,9 +8,9 @@
 //!   `F_RDLCK`) is refused exactly while some process has the file open for writing, mmap
 //!   writers included; it is released at once;
 //! - the **stamp** (inode, size, mtime, ctime) equal before, during and after the hash;
-//! - a **barrier** ([`Barrier`]): a cookie file in a private directory, watched by the same
-//!   inotify instance; once its event arrives, every event queued before it has been seen, so a
-//!   write that raced the hash has shown up as a hint for the path.
+//! - a **barrier** ([`Barrier`]): a cookie (an empty directory) made in a private directory
+//!   watched by the same inotify instance; once its event arrives, every event queued before it
+//!   has been seen, so a write that raced the hash has shown up as a hint for the path.
 //!
 //! Whatever fails a check falls back to the full settle delay, counted by [`Fallback`].
 

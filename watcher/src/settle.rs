@@ -98,6 +98,8 @@ pub struct Settle {
     /// When each recently closed path was last closed for writing: a second close within the
     /// settle delay demotes it from the fast path.
     last_close: PathMap<Instant>,
+    /// The size of `last_close` at which its old closes are swept.
+    sweep_closes_at: usize,
 }
 
 impl Settle {
@@ -110,6 +112,7 @@ impl Settle {
             next_seq: 0,
             fast_delay: delay,
             last_close: PathMap::new(),
+            sweep_closes_at: 1024,
         }
     }
 
@@ -172,10 +175,13 @@ impl Settle {
         } else {
             None
         };
-        if self.last_close.len() > 4 * self.entries.len() + 1024 {
+        // Closes older than the settle delay no longer matter. They are dropped whenever the
+        // map has doubled since the last sweep, so a sweep costs O(1) per close, amortised.
+        if self.last_close.len() >= self.sweep_closes_at {
             let delay = self.delay;
             self.last_close
                 .retain(|_, t| now.saturating_duration_since(*t) < delay);
+            self.sweep_closes_at = (2 * self.last_close.len()).max(1024);
         }
         let mut p = self
             .entries
@@ -625,6 +631,21 @@ mod tests {
                 "{name}: fast"
             );
         }
+    }
+
+    #[test]
+    fn closes_older_than_the_settle_delay_are_swept_as_the_map_grows() {
+        let t0 = Instant::now();
+        let mut s = Settle::with_fast(D, FAST);
+        for i in 0..5000u64 {
+            let p = PathBuf::from(format!("/d/{i}"));
+            let now = t0 + Duration::from_millis(i);
+            s.closed(p.clone(), now);
+            s.remove(&p);
+        }
+        // At most the closes of the last settle delay (2,000 of them), and the doubling slack.
+        assert!(s.last_close.len() <= 4096, "{}", s.last_close.len());
+        assert!(s.last_close.len() >= 2000, "{}", s.last_close.len());
     }
 
     #[test]
