@@ -986,7 +986,14 @@ impl Engine {
             Observed::File { size, .. } => size,
             _ => 0,
         };
-        match fast::gate(fast::probe(path), cfg.leases, size)? {
+        // Without working leases (SETTLE_FAST=on), no lease is ever taken: SIGIO may not be
+        // caught.
+        let probed = if cfg.leases {
+            fast::probe(path)
+        } else {
+            fast::Probe::Refused
+        };
+        match fast::gate(probed, cfg.leases, size)? {
             Some(probed) if Some(probed) != stamp => Err(Fallback::ChangedDuringHash),
             _ => Ok(()),
         }
@@ -995,7 +1002,12 @@ impl Engine {
     /// A fast-path hash is back: the probe after it must agree, then it waits for the barrier.
     fn fast_hashed(&mut self, path: PathBuf, entry: Entry, work: HashWork) {
         let leases = self.cfg.fast.as_ref().is_some_and(|f| f.leases);
-        match fast::confirm(fast::probe(&path), leases, &entry.stamp) {
+        let probed = if leases {
+            fast::probe(&path)
+        } else {
+            fast::Probe::Refused
+        };
+        match fast::confirm(probed, leases, &entry.stamp) {
             Ok(()) => match &mut self.barrier {
                 Some(b) => b.wait((path, entry, work)),
                 None => self.judge_hashed(path, entry, work),

@@ -502,9 +502,7 @@ impl WatchSetup {
             rescan.raise(RescanCause::DataDirBack);
         }
     }
-}
 
-impl WatchSetup {
     /// Whether changes come from inotify: only then are writers' closes seen.
     pub fn native(&self) -> bool {
         lock(&self.native).is_some()
