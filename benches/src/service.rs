@@ -217,6 +217,18 @@ pub fn series(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// Every series of a family with one label, e.g. `labelled(text, "x_total", "reason")` for
+/// the lines `x_total{reason="a"} 3`: each label value with its value.
+pub fn labelled(text: &str, name: &str, label: &str) -> Vec<(String, f64)> {
+    let head = format!("{name}{{{label}=\"");
+    text.lines()
+        .filter_map(|l| {
+            let (value, rest) = l.strip_prefix(&head)?.split_once("\"}")?;
+            Some((value.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// Polls `/health/ready` until it answers 200; returns how long that took.
 ///
 /// # Errors
@@ -245,4 +257,28 @@ pub fn stop(child: &mut Child) -> Result<ExitStatus> {
         .status()?;
     ensure!(status.success(), "kill -TERM {} failed", child.id());
     Ok(child.wait()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn series_and_labelled_read_the_prometheus_text() {
+        let text = "# HELP x_total X.\n\
+                    x_total{reason=\"empty\"} 2\n\
+                    x_total{reason=\"hard_link\"} 0\n\
+                    y_total 7\n\
+                    y_total_other 9\n";
+        assert_eq!(series(text, "y_total"), Some(7.0));
+        assert_eq!(series(text, "x_total{reason=\"empty\"}"), Some(2.0));
+        assert_eq!(series(text, "z_total"), None);
+        assert_eq!(
+            labelled(text, "x_total", "reason"),
+            vec![("empty".to_owned(), 2.0), ("hard_link".to_owned(), 0.0)]
+        );
+        assert!(labelled(text, "y_total", "reason").is_empty());
+    }
 }

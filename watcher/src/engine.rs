@@ -986,14 +986,7 @@ impl Engine {
             Observed::File { size, .. } => size,
             _ => 0,
         };
-        // Without working leases (SETTLE_FAST=on), no lease is ever taken: SIGIO may not be
-        // caught.
-        let probed = if cfg.leases {
-            fast::probe(path)
-        } else {
-            fast::Probe::Refused
-        };
-        match fast::gate(probed, cfg.leases, size)? {
+        match fast::gate(cfg.probe(path), cfg.leases, size)? {
             Some(probed) if Some(probed) != stamp => Err(Fallback::ChangedDuringHash),
             _ => Ok(()),
         }
@@ -1001,13 +994,10 @@ impl Engine {
 
     /// A fast-path hash is back: the probe after it must agree, then it waits for the barrier.
     fn fast_hashed(&mut self, path: PathBuf, entry: Entry, work: HashWork) {
-        let leases = self.cfg.fast.as_ref().is_some_and(|f| f.leases);
-        let probed = if leases {
-            fast::probe(&path)
-        } else {
-            fast::Probe::Refused
+        let Some(cfg) = &self.cfg.fast else {
+            return self.judge_hashed(path, entry, work);
         };
-        match fast::confirm(probed, leases, &entry.stamp) {
+        match fast::confirm(cfg.probe(&path), cfg.leases, &entry.stamp) {
             Ok(()) => match &mut self.barrier {
                 Some(b) => b.wait((path, entry, work)),
                 None => self.judge_hashed(path, entry, work),

@@ -229,6 +229,18 @@ pub struct FastConfig {
     pub barrier_dir: PathBuf,
 }
 
+impl FastConfig {
+    /// The lease probe of `path`, or, without working leases (SETTLE_FAST=on), `Refused`
+    /// without taking one: SIGIO may not be caught then.
+    pub fn probe(&self, path: &Path) -> Probe {
+        if self.leases {
+            probe(path)
+        } else {
+            Probe::Refused
+        }
+    }
+}
+
 /// Why the fast path is off, for the start-up log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Off(pub String);

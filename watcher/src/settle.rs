@@ -241,9 +241,7 @@ impl Settle {
     /// the digests for the moment it settles (see [`Pending::hashed`]).
     pub fn touch_hashed(&mut self, path: PathBuf, origin: Origin, now: Instant, hashed: Entry) {
         self.hint(path.clone(), origin, now, false);
-        if let Some(p) = self.entries.get_mut(&path) {
-            p.hashed = Some(hashed);
-        }
+        self.keep_hashed(&path, hashed);
     }
 
     /// `path`'s name was unlinked at `now`: (re)start its quiet period, remembering that this,

@@ -246,12 +246,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "100 % (one writer, one close each)",
         fast_files as usize == count,
     );
-    for reason in FALLBACKS {
-        let n = service::series(
-            &on.metrics,
-            &format!("file_watcher_settle_fallback_total{{reason=\"{reason}\"}}"),
-        )
-        .unwrap_or(0.0);
+    for (reason, n) in
+        service::labelled(&on.metrics, "file_watcher_settle_fallback_total", "reason")
+    {
         if n > 0.0 {
             r.info(
                 "live",
@@ -335,16 +332,3 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     r.live_settle_ms = 0.0;
     Ok(())
 }
-
-/// The fallback reasons of `file_watcher_settle_fallback_total`.
-const FALLBACKS: [&str; 9] = [
-    "probe_refused",
-    "scan",
-    "ambiguous",
-    "empty",
-    "hard_link",
-    "writer_open",
-    "repeated_close",
-    "changed_during_hash",
-    "barrier_timeout",
-];
