@@ -439,6 +439,95 @@ async fn held_messages_wait_for_a_binding_without_blocking_other_routing_keys() 
     admin.delete(&exchange, &[&created_q, &deleted_q]).await;
 }
 
+/// Many routable and a few unroutable messages in flight at once, so that the broker acks
+/// several at a time (`multiple`) and returns sit among them. lapin attaches a return to
+/// whichever confirmation of that ack it resolves first; each must still reach its own message:
+/// no unroutable one is confirmed, and no routable one is held (which would publish it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_reach_their_own_messages_when_acks_cover_many() {
+    capture_logs();
+    let admin = Admin::connect().await;
+    let exchange = unique("fe-mixed");
+    let (created_q, deleted_q) = (unique("q-mixed-created"), unique("q-mixed-deleted"));
+    admin.exchange(&exchange).await;
+    admin
+        .channel
+        .queue_declare(
+            created_q.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    admin
+        .channel
+        .queue_bind(
+            created_q.as_str().into(),
+            exchange.as_str().into(),
+            "file.created".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let instance = unique("mixed");
+    let cancel = CancellationToken::new();
+    let mut c = config(&instance, &exchange);
+    c.on_unroutable = publisher::OnUnroutable::Hold;
+    let p = AmqpPublisher::start(c, cancel.clone());
+
+    const ROUTABLE: usize = 2_000;
+    const UNROUTABLE: usize = 40;
+    let mut routable = Vec::with_capacity(ROUTABLE);
+    let mut unroutable = Vec::with_capacity(UNROUTABLE);
+    for i in 0..ROUTABLE {
+        if i % (ROUTABLE / UNROUTABLE) == 0 {
+            let (p, msg) = (p.clone(), message(&instance, EventType::FileDeleted, i));
+            unroutable.push(tokio::spawn(async move { p.deliver(&msg).await }));
+        }
+        let (p, msg) = (p.clone(), message(&instance, EventType::FileCreated, i));
+        routable.push(tokio::spawn(async move { p.deliver(&msg).await }));
+    }
+    for t in routable {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("a routable message was held")
+            .unwrap()
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.unroutable() != [("file.deleted", UNROUTABLE as u64)] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} {:?} {:#?}",
+            p.unroutable(),
+            p.status(),
+            log_lines_with("after it was confirmed")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let confirmed = unroutable.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(confirmed, 0, "unroutable messages confirmed as delivered");
+    assert!(log_lines_with("after it was confirmed").is_empty());
+    // Each routable message went out once: none was taken for a returned one and sent again.
+    assert_eq!(admin.depth(&created_q).await, ROUTABLE as u32);
+
+    admin.bound_queue(&exchange, &deleted_q).await;
+    for t in unroutable {
+        tokio::time::timeout(Duration::from_secs(20), t)
+            .await
+            .expect("held messages delivered once a queue is bound")
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(admin.depth(&deleted_q).await, UNROUTABLE as u32);
+    assert_eq!(admin.depth(&created_q).await, ROUTABLE as u32);
+
+    cancel.cancel();
+    p.closed().await;
+    admin.delete(&exchange, &[&created_q, &deleted_q]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacked_messages_are_published_again_until_acked() {
     capture_logs();

@@ -1,8 +1,14 @@
 //! One live connection to the broker: named, with a confirm channel on which the exchange has
 //! been declared, and the single task that writes publishes to that channel.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use futures_util::FutureExt;
+use lapin::message::BasicReturnMessage;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -13,8 +19,11 @@ use lapin::{
     ExchangeKind, PublisherConfirm,
 };
 use tokio::sync::{mpsc, oneshot};
+use tracing::error;
 
 use super::config::{claim_queue, AmqpConfig, QueueSpec, QUEUE_BINDING};
+use super::publisher::lock;
+use super::returns::{id_key, Delivered, Ledger};
 use crate::error::SinkError;
 
 /// The AMQP reply code of `ACCESS_REFUSED`.
@@ -180,10 +189,10 @@ impl Link {
 /// channel could swap numbers, and a Nack would then be reported for the wrong message. One
 /// writer keeps the numbering and the wire order identical.
 ///
-/// It also awaits the confirms, oldest first (the broker confirms in order, often many at once),
-/// and answers each caller once with the outcome. A caller is thus woken once per message, which
-/// matters on a small machine shared with the broker: thread wake-ups are most of the client's
-/// cost.
+/// It also awaits the confirms and answers each caller once with the outcome. A caller is thus
+/// woken once per message, which matters on a small machine shared with the broker: thread
+/// wake-ups are most of the client's cost. Returns go to their own message through the
+/// [`Ledger`] (see `returns`): lapin may attach one to another message's confirmation.
 async fn write_publishes(
     channel: Channel,
     exchange: ShortString,
@@ -193,15 +202,30 @@ async fn write_publishes(
         mandatory: true,
         immediate: false,
     };
+    // Both halves below run in this one task (`join!`): the lock is never contended, and
+    // neither holds it across an `.await`.
+    let answers: Mutex<Answers> = Mutex::default();
+    let ledger = &answers;
+    let publisher = channel.clone();
     // Unbounded, but never longer than the callers' window: each entry is a caller waiting.
-    let (sent, mut unconfirmed) = mpsc::unbounded_channel::<(PublisherConfirm, Reply)>();
+    // `None` for a publish withdrawn (it never reached the broker), so that the confirm half
+    // still learns every number in order.
+    let (sent, unconfirmed) = mpsc::unbounded_channel::<(u64, Option<PublisherConfirm>)>();
     let publish = async move {
+        let mut seq: u64 = 0;
         while let Some(request) = requests.recv().await {
             if request.reply.is_closed() {
                 // The caller gave up (shutdown): do not send what nobody waits for.
                 continue;
             }
-            match channel
+            let id = request
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id_key(id.as_str()));
+            seq += 1;
+            lock(ledger).sent(seq, id, request.reply);
+            match publisher
                 .basic_publish(
                     exchange.clone(),
                     request.routing_key.into(),
@@ -213,21 +237,137 @@ async fn write_publishes(
             {
                 Ok(confirm) => {
                     // The receiver lives in this same task until `sent` is dropped.
-                    let _ = sent.send((confirm, request.reply));
+                    let _ = sent.send((seq, Some(confirm)));
                 }
                 Err(e) => {
-                    let _ = request.reply.send(Err(e));
+                    if let Some(reply) = lock(ledger).withdraw(seq) {
+                        let _ = reply.send(Err(e));
+                    }
+                    let _ = sent.send((seq, None));
                 }
             }
         }
     };
-    let confirm = async move {
-        while let Some((confirm, reply)) = unconfirmed.recv().await {
-            // A caller that left meanwhile (shutdown) does not need its answer.
-            let _ = reply.send(confirm.await);
+    tokio::join!(publish, await_confirms(&channel, ledger, unconfirmed));
+}
+
+/// Awaits the confirms of [`write_publishes`], oldest first, as the old single-queue writer
+/// did (the broker confirms in order, often many at once), and answers each caller once with
+/// its confirmation and its own return.
+async fn await_confirms(
+    channel: &Channel,
+    ledger: &Mutex<Answers>,
+    mut unconfirmed: mpsc::UnboundedReceiver<(u64, Option<PublisherConfirm>)>,
+) {
+    let mut queue: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
+    let mut due = Vec::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            result = oldest(&mut queue), if !queue.is_empty() => {
+                if let Some((n, _)) = queue.pop_front() {
+                    note(&mut lock(ledger), n, result);
+                }
+                drain(&mut queue, ledger);
+                // lapin resolves the confirmations of one `basic.ack` while it holds its lock
+                // on the channel's acknowledgements. Asking for the last pending confirm takes
+                // that lock, so once it returns, every acknowledgement whose confirmations were
+                // noted is finished; once a look after it finds nothing new, they can be
+                // sealed. Only the lock is wanted: the future is dropped unfinished, and
+                // nothing here uses `wait_for_confirms` otherwise.
+                while lock(ledger).has_unsealed() {
+                    drop(channel.wait_for_confirms().now_or_never());
+                    if drain(&mut queue, ledger) == 0 {
+                        lock(ledger).seal();
+                    }
+                }
+            }
+            next = unconfirmed.recv(), if open => match next {
+                Some((n, confirm)) => {
+                    if let Some(confirm) = confirm {
+                        queue.push_back((n, confirm));
+                    }
+                    lock(ledger).submitted(n);
+                }
+                None => open = false,
+            },
+            else => break,
         }
+        lock(ledger).answers(&mut due);
+        for (reply, outcome, returned) in due.drain(..) {
+            answer(reply, outcome, returned);
+        }
+    }
+}
+
+/// The oldest confirm in `queue`, awaited where it lies.
+fn oldest(
+    queue: &mut VecDeque<(u64, PublisherConfirm)>,
+) -> impl Future<Output = lapin::Result<Confirmation>> + '_ {
+    std::future::poll_fn(move |cx| match queue.front_mut() {
+        Some((_, confirm)) => Pin::new(confirm).poll(cx),
+        // Guarded by the caller: never polled on an empty queue.
+        None => Poll::Pending,
+    })
+}
+
+/// Notes the confirms at the front of `queue` that are resolved already; how many.
+fn drain(queue: &mut VecDeque<(u64, PublisherConfirm)>, ledger: &Mutex<Answers>) -> usize {
+    let mut noted = 0;
+    while let Some((_, confirm)) = queue.front_mut() {
+        let Some(result) = confirm.now_or_never() else {
+            break;
+        };
+        if let Some((n, _)) = queue.pop_front() {
+            note(&mut lock(ledger), n, result);
+            noted += 1;
+        }
+    }
+    noted
+}
+
+/// Puts one resolved confirmation in `ledger`, its return aside for the message it names.
+fn note(ledger: &mut Answers, n: u64, result: lapin::Result<Confirmation>) {
+    let (outcome, returned) = match result {
+        Ok(Confirmation::Ack(returned)) => (Ok(Confirmation::Ack(None)), returned),
+        Ok(Confirmation::Nack(returned)) => (Ok(Confirmation::Nack(None)), returned),
+        other => (other, None),
     };
-    tokio::join!(publish, confirm);
+    let returned = returned.map(|r| {
+        let id = r
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id_key(id.as_str()));
+        (id, r)
+    });
+    if let Delivered::Stray(r) = ledger.resolved(n, outcome, returned) {
+        // A return after its message's ack: RabbitMQ sends a return before the ack, so this
+        // would be a message confirmed to its caller although no queue took it. Say so loudly.
+        error!(
+            routing_key = %r.delivery.routing_key,
+            message_id = ?r.properties.message_id(),
+            "RabbitMQ returned a message after it was confirmed; it was reported delivered \
+             although no queue took it (please report this)"
+        );
+    }
+}
+
+/// The callers waiting for a confirm, and the returns that belong to them.
+type Answers = Ledger<Reply, lapin::Result<Confirmation>, BasicReturnMessage>;
+
+/// Answers a caller; one that left meanwhile (shutdown) does not need its answer.
+fn answer(
+    reply: Reply,
+    outcome: lapin::Result<Confirmation>,
+    returned: Option<BasicReturnMessage>,
+) {
+    let outcome = match (outcome, returned) {
+        (Ok(Confirmation::Ack(_)), returned) => Ok(Confirmation::Ack(returned)),
+        (Ok(Confirmation::Nack(_)), returned) => Ok(Confirmation::Nack(returned)),
+        (other, _) => other,
+    };
+    let _ = reply.send(outcome);
 }
 
 /// Declares the event queue and binds it to the exchange, on a channel of its own: a refused

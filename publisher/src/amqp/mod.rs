@@ -10,6 +10,7 @@
 //!   it to `deliver`, and reconnects or fails over with `backoff` and `rotation` when it ends.
 //! - `publisher`: `AmqpPublisher` and `deliver`: the window of unconfirmed messages, confirms,
 //!   nacks and lost connections retried, unroutable messages held; the state the three share.
+//! - `returns`: each returned (unroutable) message given back to its own publish.
 //! - `status`: counters and the health snapshot.
 //! - `backoff`: reconnect delays.
 //! - `rotation`: which broker address to try next (failover over a cluster's nodes).
@@ -19,6 +20,7 @@ mod claim;
 mod config;
 mod connection;
 mod publisher;
+mod returns;
 mod rotation;
 mod status;
 mod supervisor;
