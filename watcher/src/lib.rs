@@ -10,7 +10,7 @@
 //! they pass along):
 //! - `hints`: live changes from inotify, or polling, converted to changes as they arrive.
 //! - `scan`: the walk that finds new and changed files, and the store sweep that finds vanished
-//!   ones.
+//!   ones; `presence` answers the sweep with one directory listing per directory.
 //! - `filter`: which files are reported (include and exclude globs, extensions).
 //! - `settle`: a path is acted on only once it has been quiet for the settle delay.
 //! - `pairing`: the one pairer: a file gone under one name and back under another becomes one
@@ -57,6 +57,7 @@ mod once;
 mod outbox;
 mod pairing;
 mod paths;
+mod presence;
 mod root;
 mod scan;
 mod scans;

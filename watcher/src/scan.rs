@@ -12,6 +12,7 @@ use hasher::Stamp;
 use tokio::sync::mpsc;
 
 use crate::filter::Filter;
+use crate::presence::Presence;
 use crate::store::{Entry, Store};
 
 /// What a scan tells the pipeline.
@@ -52,6 +53,8 @@ const SWEEP_BATCH: usize = 4096;
 
 /// Finds store entries whose file no longer exists as a reported regular file and puts them in
 /// the store's vanished set (emptied first), a batch at a time, telling `tx` how many each time.
+/// Existence comes from directory listings ([`Presence`]), not from a stat per entry: the walk
+/// that follows stats each file once, and that is the only stat a restart makes per file.
 /// Stops early when `stop` is set or the receiver is gone.
 ///
 /// # Errors
@@ -76,13 +79,15 @@ pub fn sweep(
         batch.clear();
         Ok(tx.blocking_send(ScanMsg::Vanished(n)).is_ok())
     };
+    // The store yields paths in key order: one listing per directory, no `lstat` per file.
+    let mut presence = Presence::default();
     store.for_each(|path, entry| {
         if failed.is_some() || gone || stop.load(Ordering::Relaxed) {
             return;
         }
-        let present = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
-            && path.starts_with(root)
-            && filter.accepts(relative(root, &path));
+        let present = path.starts_with(root)
+            && filter.accepts(relative(root, &path))
+            && presence.is_file(&path);
         if !present {
             batch.push((path, entry));
             if batch.len() >= SWEEP_BATCH {
@@ -97,6 +102,10 @@ pub fn sweep(
     if let Some(e) = failed {
         return Err(e);
     }
+    tracing::debug!(
+        directories_listed = presence.listed(),
+        "vanished sweep done"
+    );
     flush(&mut batch)?;
     Ok(())
 }
