@@ -180,6 +180,11 @@ pub struct Config {
     #[arg(long, env = "HASH_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub hash_threads: Option<u16>,
 
+    /// Threads each scan walks directories on (listing and stating files). Default: the
+    /// number of cores.
+    #[arg(long, env = "SCAN_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub scan_threads: Option<u16>,
+
     /// How long a file must be quiet (no events, same size and mtime) before it is hashed,
     /// e.g. 2s or 500ms; 1ms to 1h.
     #[arg(long, env = "SETTLE_DELAY", default_value = "2s", value_parser = settle_delay)]
@@ -651,6 +656,14 @@ impl Config {
             usize::from,
         )
     }
+
+    /// Scan threads, resolving the default.
+    pub fn scan_threads(&self) -> usize {
+        self.scan_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -819,6 +832,7 @@ mod tests {
             "LOG_LEVEL",
             "LOG_FORMAT",
             "HASH_THREADS",
+            "SCAN_THREADS",
             "SETTLE_DELAY",
             "WATCH_MODE",
             "POLL_INTERVAL",

@@ -103,6 +103,8 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// The fast path to "settled", when it is on.
     pub fast: Option<FastConfig>,
+    /// Threads each scan walks directories on (`SCAN_THREADS`).
+    pub scan_threads: usize,
 }
 
 /// Why the pipeline stopped with an error.
@@ -672,24 +674,27 @@ impl Engine {
 
     fn start_scan(&mut self, launch: Launch) {
         let Launch { tx, stop, label } = launch;
-        let (root, filter, store) = (
+        let (root, filter, store, threads) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
             Arc::clone(self.ledger.store()),
+            self.cfg.scan_threads,
         );
-        self.tasks
-            .spawn_blocking(move || scan::full_scan(root, filter, store, tx, stop, label));
+        self.tasks.spawn_blocking(move || {
+            scan::full_scan(root, filter, store, tx, stop, label, threads);
+        });
     }
 
     fn walk_dir(&self, dir: PathBuf) {
         let Launch { tx, stop, label } = self.scans.walk_dir();
-        let (root, filter, store) = (
+        let (root, filter, store, threads) = (
             self.cfg.data_dir.clone(),
             self.cfg.filter.clone(),
             Arc::clone(self.ledger.store()),
+            self.cfg.scan_threads,
         );
         self.tasks.spawn_blocking(move || {
-            scan::walk(&root, &dir, &filter, &store, &tx, &stop, label);
+            scan::walk(&root, &dir, &filter, &store, &tx, &stop, label, threads);
         });
     }
 

@@ -140,6 +140,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         watch_mode = ?cfg.watch_mode,
         settle_delay_ms = cfg.settle_delay.as_millis() as u64,
         hash_threads = cfg.hash_threads(),
+        scan_threads = cfg.scan_threads(),
         once = cfg.once,
         "file-watcher starting"
     );
@@ -269,6 +270,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown_timeout: cfg.shutdown_timeout,
             clock: clock::Clock::system(),
             fast,
+            scan_threads: cfg.scan_threads(),
         },
         store,
         pool,

@@ -22,6 +22,7 @@ fn engine_over(state: &Path, root: &Path) -> Engine {
         shutdown_timeout: Duration::from_secs(1),
         clock: Clock::manual(),
         fast: None,
+        scan_threads: 2,
     };
     let pool = HashPool::new(hasher::PoolConfig {
         threads: 1,
