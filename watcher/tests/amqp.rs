@@ -381,11 +381,7 @@ fn a_connected_instance_is_ready_and_its_broker_metrics_count() {
     let (exchange, queue) = (unique("fw-ex"), unique("fw-q"));
     let admin = rt.block_on(Admin::connect());
     rt.block_on(admin.bound_queue(&exchange, &queue));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let w = Watcher::spawn(amqp_command(
         &data,

@@ -52,14 +52,6 @@ fn instance(data: &Path, state: &Path, id: &str, exchange: &str, extra: &[&str])
     Watcher::spawn(cmd)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_exit(w: &mut Watcher, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {

@@ -13,14 +13,6 @@ fn get(port: u16, path: &str) -> (u16, String) {
     http_get(port, path).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn health_and_metrics() {
     let (_keep, data, state) = dirs();
