@@ -1,11 +1,14 @@
 //! restart-unchanged: the instance restarts over initial-small's corpus, with the state the first
 //! run left, and nothing changed. It must publish nothing; what is timed is `--once` from start to
 //! exit, which bounds the time until ready (a live instance is ready once connected, before its
-//! reconciliation scan ends).
+//! reconciliation scan ends). Beside it, each round, the floor: one thread of `find` stating every
+//! file (`-printf '%s %T@ %C@ %i\n'`: size, mtime, ctime and inode, what our stamp holds).
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
 use super::{secs, Ctx};
 use crate::broker::Topology;
@@ -35,7 +38,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             (state, instance)
         }
     };
-    let mut times = Vec::new();
+    let (mut times, mut finds) = (Vec::new(), Vec::new());
     for round in 0..ctx.rounds {
         let (t, _) =
             service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance).once()?;
@@ -47,16 +50,29 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             "restart round {}: {depth} messages published, 0 expected",
             round + 1
         );
+        let f = find_stat(&data)?;
         eprintln!(
-            "e2e: restart-unchanged round {}: {:.2} s",
+            "e2e: restart-unchanged round {}: {:.2} s (find -printf {:.2} s)",
             round + 1,
-            secs(t)
+            secs(t),
+            secs(f)
         );
         times.push(secs(t));
+        finds.push(secs(f));
     }
     ctx.rt.block_on(topo.delete())?;
-    let t = median(&times);
+    let (t, f) = (median(&times), median(&finds));
     let r = &mut ctx.report;
+    r.versus(
+        "restart-unchanged",
+        "start to exit, beside a stat of every file",
+        t,
+        "s",
+        "find -printf, one thread",
+        f,
+        f / t,
+        1.0,
+    );
     r.goal(
         "restart-unchanged",
         &format!("{n} files, start to exit (--once)"),
@@ -74,4 +90,24 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         true,
     );
     Ok(())
+}
+
+/// One thread of `find` stating every regular file under `data`, output discarded.
+///
+/// # Errors
+/// `find` missing or failing.
+fn find_stat(data: &Path) -> Result<Duration> {
+    let start = Instant::now();
+    let status = Command::new("find")
+        .arg(data)
+        .args(["-type", "f", "-printf", "%s %T@ %C@ %i\\n"])
+        .stdout(Stdio::null())
+        .status()
+        .context("running find")?;
+    ensure!(
+        status.success(),
+        "find -printf over {} failed: {status}",
+        data.display()
+    );
+    Ok(start.elapsed())
 }
