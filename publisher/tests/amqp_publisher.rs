@@ -357,29 +357,7 @@ async fn held_messages_wait_for_a_binding_without_blocking_other_routing_keys() 
     let exchange = unique("fe-hold");
     let (created_q, deleted_q) = (unique("q-hold-created"), unique("q-hold-deleted"));
     // A consumer of file.created only.
-    admin.exchange(&exchange).await;
-    for (queue, key) in [(&created_q, "file.created")] {
-        admin
-            .channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        admin
-            .channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.as_str().into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-    }
+    admin.key_queue(&exchange, &created_q, "file.created").await;
     let instance = unique("hold");
     let cancel = CancellationToken::new();
     let mut c = config(&instance, &exchange);
@@ -449,27 +427,7 @@ async fn returns_reach_their_own_messages_when_acks_cover_many() {
     let admin = Admin::connect().await;
     let exchange = unique("fe-mixed");
     let (created_q, deleted_q) = (unique("q-mixed-created"), unique("q-mixed-deleted"));
-    admin.exchange(&exchange).await;
-    admin
-        .channel
-        .queue_declare(
-            created_q.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    admin
-        .channel
-        .queue_bind(
-            created_q.as_str().into(),
-            exchange.as_str().into(),
-            "file.created".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    admin.key_queue(&exchange, &created_q, "file.created").await;
     let instance = unique("mixed");
     let cancel = CancellationToken::new();
     let mut c = config(&instance, &exchange);

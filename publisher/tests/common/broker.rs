@@ -142,6 +142,30 @@ impl Admin {
             .await;
     }
 
+    /// Declares the exchange and a queue bound to it with one routing key only: a consumer of
+    /// that one event type.
+    pub async fn key_queue(&self, exchange: &str, queue: &str, key: &str) {
+        self.exchange(exchange).await;
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare queue");
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind queue");
+    }
+
     /// The same with a quorum queue: the topology recommended to consumers on a cluster.
     pub async fn quorum_queue(&self, exchange: &str, queue: &str) {
         let mut args = FieldTable::default();
