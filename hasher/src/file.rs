@@ -2,8 +2,8 @@
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -48,7 +48,7 @@ pub fn hash_file(path: &Path) -> Result<Hashed, HashError> {
 /// # Errors
 /// As [`hash_file`].
 pub fn hash_file_with_buffer(path: &Path, buf: &mut Vec<u8>) -> Result<Hashed, HashError> {
-    let mut hashing = Hashing::open(path)?;
+    let mut hashing = Hashing::open(path, None)?;
     while !hashing.advance(buf, u64::MAX)? {}
     hashing.finish()
 }
@@ -69,34 +69,51 @@ impl Hashing {
         self.path
     }
 
-    /// Opens the path without following a link and without blocking, then checks with `fstat`
-    /// that it is a regular file before a single byte is read.
+    /// Opens the path without following a link and without blocking. With no `expect`, checks
+    /// with `fstat` that it is a regular file before a single byte is read; with one (a stamp
+    /// the caller has just taken by `lstat`), that stamp stands for the `fstat`, and the one
+    /// after the read must match it.
     ///
     /// There is no `lstat` first: O_NONBLOCK makes opening a FIFO or device return at once, a
     /// socket cannot be opened at all, and O_NOFOLLOW refuses a link, so the open itself is safe
-    /// and the check costs one syscall less per file (a fifth of a small file's time).
-    pub(crate) fn open(path: &Path) -> Result<Self, HashError> {
+    /// and the check costs one syscall less per file (a fifth of a small file's time). Without
+    /// the `fstat`, the file could have been replaced by a FIFO since the caller's `lstat`: the
+    /// reads are `pread`s, which a FIFO refuses (`ESPIPE`), so no byte of someone else's pipe is
+    /// ever taken; the `fstat` after the read then reports what is there.
+    pub(crate) fn open(path: &Path, expect: Option<Stamp>) -> Result<Self, HashError> {
         let err = |e| HashError::from_io(path, e);
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
             .open(path)
             .map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        if let Some(kind) = FileKind::of(&meta) {
-            return Err(HashError::NotRegularFile {
-                path: path.to_path_buf(),
-                kind,
-            });
-        }
+        let before = match expect {
+            Some(stamp) => stamp,
+            None => {
+                let meta = file.metadata().map_err(err)?;
+                Self::regular(path, &meta)?;
+                Stamp::from_metadata(&meta)
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            before: Stamp::from_metadata(&meta),
+            before,
             sha: Sha256::new(),
             xxh: Box::new(XxHash3_128::new()),
             read: 0,
         })
+    }
+
+    /// `NotRegularFile` unless `meta` is a regular file's.
+    fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), HashError> {
+        match FileKind::of(meta) {
+            Some(kind) => Err(HashError::NotRegularFile {
+                path: path.to_path_buf(),
+                kind,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Reads and hashes up to about `budget` more bytes. Returns `true` once the whole file has
@@ -118,11 +135,11 @@ impl Hashing {
                 self.unchanged()?;
                 return Ok(false);
             }
-            let n = match self.file.read(buf) {
+            let n = match self.file.read_at(buf, self.read) {
                 Ok(0) => return Ok(true),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(HashError::from_io(&self.path, e)),
+                Err(e) => return Err(self.read_failed(e)),
             };
             // Feed both hashers block by block, so the second one reads what the first has just
             // pulled into L1 instead of going back to L2 for the whole buffer.
@@ -135,12 +152,25 @@ impl Hashing {
         }
     }
 
-    /// `Changed` when the opened file's stamp is no longer the one it had when opened.
+    /// A failed read, said precisely: a read refused because the path is no longer a regular
+    /// file (only possible with a caller's stamp, see [`Hashing::open`]) is `NotRegularFile`.
+    fn read_failed(&self, e: std::io::Error) -> HashError {
+        if let Ok(meta) = self.file.metadata() {
+            if let Err(not_regular) = Self::regular(&self.path, &meta) {
+                return not_regular;
+            }
+        }
+        HashError::from_io(&self.path, e)
+    }
+
+    /// `Changed` when the opened file's stamp is no longer the one it had when opened (or the
+    /// caller's, see [`Hashing::open`]); `NotRegularFile` if it was never a regular file.
     fn unchanged(&self) -> Result<(), HashError> {
         let meta = self
             .file
             .metadata()
             .map_err(|e| HashError::from_io(&self.path, e))?;
+        Self::regular(&self.path, &meta)?;
         if Stamp::from_metadata(&meta) != self.before {
             return Err(HashError::Changed {
                 path: self.path.clone(),
@@ -173,7 +203,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("growing.bin");
         std::fs::write(&path, vec![7u8; BUFFER_SIZE * 3]).unwrap();
-        let mut hashing = Hashing::open(&path).unwrap();
+        let mut hashing = Hashing::open(&path, None).unwrap();
         let mut buf = Vec::new();
         // Read one slice, then append for real through another handle, then read on.
         assert!(!hashing.advance(&mut buf, 1).unwrap());
@@ -191,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shrinking.bin");
         std::fs::write(&path, vec![1u8; BUFFER_SIZE * 3]).unwrap();
-        let mut hashing = Hashing::open(&path).unwrap();
+        let mut hashing = Hashing::open(&path, None).unwrap();
         let mut buf = Vec::new();
         assert!(!hashing.advance(&mut buf, 1).unwrap());
         OpenOptions::new()
@@ -209,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.bin");
         std::fs::write(&path, b"first").unwrap();
-        let hashing = Hashing::open(&path).unwrap();
+        let hashing = Hashing::open(&path, None).unwrap();
         // An atomic replace (write to temp + rename over) after the open: the opened inode is
         // the old one, which lost its name (its ctime changed). Its digest would describe a file
         // that is no longer at the path, so the hash is refused and the path settles again.
@@ -220,5 +250,111 @@ mod tests {
         let mut buf = Vec::new();
         while !hashing.advance(&mut buf, u64::MAX).unwrap() {}
         assert!(matches!(hashing.finish(), Err(HashError::Changed { .. })));
+    }
+
+    fn lstat(path: &Path) -> Stamp {
+        Stamp::from_metadata(&std::fs::symlink_metadata(path).unwrap())
+    }
+
+    fn hash_expecting(path: &Path, stamp: Stamp) -> Result<Hashed, HashError> {
+        let mut hashing = Hashing::open(path, Some(stamp))?;
+        let mut buf = Vec::new();
+        while !hashing.advance(&mut buf, u64::MAX)? {}
+        hashing.finish()
+    }
+
+    #[test]
+    fn a_callers_stamp_that_still_holds_gives_the_same_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, len) in [
+            ("empty", 0),
+            ("small", 5),
+            ("three-buffers", BUFFER_SIZE * 3 + 1),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![3u8; len]).unwrap();
+            let stamp = lstat(&path);
+            assert_eq!(
+                hash_expecting(&path, stamp).unwrap(),
+                hash_file(&path).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_since_the_callers_stamp_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // Each case: how the file changes after the caller's stat and before the open.
+        type Change = fn(&Path);
+        let cases: [(&str, Change); 4] = [
+            ("appended", |p| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(p)
+                    .unwrap()
+                    .write_all(b"x")
+                    .unwrap();
+            }),
+            ("truncated", |p| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len(1)
+                    .unwrap();
+            }),
+            ("rewritten, same size", |p| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .write_all(b"HELLO")
+                    .unwrap();
+            }),
+            ("replaced by rename", |p| {
+                let tmp = p.with_extension("tmp");
+                std::fs::write(&tmp, b"hello").unwrap();
+                std::fs::rename(&tmp, p).unwrap();
+            }),
+        ];
+        for (what, change) in cases {
+            std::fs::write(&path, b"hello").unwrap();
+            let stamp = lstat(&path);
+            // The same-size rewrite may land in the same clock tick as the first write: the
+            // ctime is what must move, so wait for the next tick of the filesystem's clock.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            change(&path);
+            let err = hash_expecting(&path, stamp).unwrap_err();
+            assert!(matches!(err, HashError::Changed { .. }), "{what}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_put_in_place_after_the_callers_stamp_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        let stamp = lstat(&path);
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        // A writer with bytes in the pipe: the hash must leave them for the pipe's reader.
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut writer = OpenOptions::new().write(true).open(&path).unwrap();
+        writer.write_all(b"someone else's").unwrap();
+        let err = hash_expecting(&path, stamp).unwrap_err();
+        assert!(matches!(err, HashError::NotRegularFile { .. }), "{err:?}");
+        let mut left = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut left).ok();
+        assert_eq!(left, "someone else's");
     }
 }

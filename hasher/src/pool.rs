@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::digest::Stamp;
 use crate::error::HashError;
 use crate::file::{Hashed, Hashing, BUFFER_SIZE};
 
@@ -44,6 +45,7 @@ thread_local! {
 /// One path to hash, and what to do with the outcome.
 pub struct Job {
     path: PathBuf,
+    expect: Option<Stamp>,
     done: Done,
 }
 
@@ -56,8 +58,19 @@ impl Job {
     ) -> Self {
         Self {
             path: path.into(),
+            expect: None,
             done: Box::new(done),
         }
+    }
+
+    /// The same job, hashed against the stamp the caller has just taken of the path (by the
+    /// walk's or the settle's `lstat`), which saves the pool its own `fstat` before the read.
+    /// The `fstat` after the read must then match `stamp`, so a file that changed at any time
+    /// since the caller's stat is answered [`HashError::Changed`], never hashed as it is now.
+    #[must_use]
+    pub fn expecting(mut self, stamp: Stamp) -> Self {
+        self.expect = Some(stamp);
+        self
     }
 
     /// The path this job hashes.
@@ -292,6 +305,7 @@ impl HashPool {
         q.unstarted += 1;
         q.tasks.push_back(Task {
             path: job.path,
+            expect: job.expect,
             done: job.done,
             hashing: None,
             opened: false,
@@ -368,6 +382,8 @@ struct Queue {
 /// A job in the queue: not opened yet, or paused between slices.
 struct Task {
     path: PathBuf,
+    /// The caller's stamp of the path, if it gave one ([`Job::expecting`]).
+    expect: Option<Stamp>,
     done: Done,
     /// The open file and hasher states, while the file is paused between slices.
     hashing: Option<Hashing>,
@@ -500,7 +516,7 @@ impl Shared {
         let mut hashing = match task.hashing.take() {
             Some(hashing) => hashing,
             None => {
-                let hashing = Hashing::open(&task.path)?;
+                let hashing = Hashing::open(&task.path, task.expect)?;
                 task.opened = true;
                 let open = self.stats.open_files.fetch_add(1, Ordering::Relaxed) + 1;
                 if open > self.stats.peak_open_files.load(Ordering::Relaxed) {
@@ -613,6 +629,26 @@ mod tests {
         assert!(matches!(err, HashError::Io { .. }), "{err:?}");
         assert_eq!(err.path(), bad);
         assert!(err.to_string().contains("injected failure"), "{err}");
+    }
+
+    #[test]
+    fn a_job_expecting_a_stamp_is_hashed_against_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"first").unwrap();
+        let first = Stamp::from_metadata(&std::fs::symlink_metadata(&path).unwrap());
+        let pool = HashPool::new(PoolConfig::default()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let submit = |stamp| {
+            let tx = tx.clone();
+            pool.submit(Job::new(&path, move |r| tx.send(r).unwrap()).expecting(stamp))
+                .unwrap();
+            rx.recv().unwrap()
+        };
+        assert_eq!(submit(first).unwrap().stamp, first);
+        std::fs::write(&path, b"second, longer").unwrap();
+        let err = submit(first).unwrap_err();
+        assert!(matches!(err, HashError::Changed { .. }), "{err:?}");
     }
 
     #[test]

@@ -555,6 +555,7 @@ impl Engine {
             Scanned::Decide(s) => self.settled_file(p, origin, s, recorded),
             Scanned::HashUnseen => self.queue_hash(
                 p,
+                None,
                 HashWork {
                     origin,
                     renamed_from: None,
@@ -815,7 +816,7 @@ impl Engine {
                         since: self.since,
                         fast,
                     };
-                    self.queue_hash(path, work);
+                    self.queue_hash(path, stamp, work);
                 }
             }
             Decision::New | Decision::Changed => {
@@ -895,7 +896,7 @@ impl Engine {
                 self.busy.insert(path.clone());
                 self.judge_hashed(path, entry, work);
             }
-            None => self.queue_hash(path, work),
+            None => self.queue_hash(path, Some(stamp), work),
         }
     }
 
@@ -945,9 +946,11 @@ impl Engine {
         }
     }
 
-    fn queue_hash(&mut self, path: PathBuf, work: HashWork) {
+    /// `stamp`: the walk's or the settle's stat of the path, when there is one, so the hash
+    /// needs none of its own before the read.
+    fn queue_hash(&mut self, path: PathBuf, stamp: Option<Stamp>, work: HashWork) {
         self.busy.insert(path.clone());
-        self.hashing.queue(path, work);
+        self.hashing.queue(path, stamp, work);
     }
 
     /// Takes every hash outcome the pool has queued, woken or not.

@@ -174,12 +174,17 @@ impl Filter {
         let Some((files, dirs)) = &self.temporary else {
             return false;
         };
-        let name = rel.file_name().unwrap_or(OsStr::new(""));
-        files.is_match(name)
-            || is_rsync_temporary(name.as_bytes())
-            || rel
-                .parent()
-                .is_some_and(|p| p.iter().any(|d| dirs.is_match(d)))
+        // Split by bytes, not by `Path` components: this runs for every file of every scan.
+        let bytes = rel.as_os_str().as_bytes();
+        let (parents, name) = match bytes.iter().rposition(|&b| b == b'/') {
+            Some(slash) => (&bytes[..slash], &bytes[slash + 1..]),
+            None => (&b""[..], bytes),
+        };
+        files.is_match(OsStr::from_bytes(name))
+            || is_rsync_temporary(name)
+            || parents
+                .split(|&b| b == b'/')
+                .any(|d| !d.is_empty() && dirs.is_match(OsStr::from_bytes(d)))
     }
 
     /// Whether a file at `rel` (relative to DATA_DIR) is reported.

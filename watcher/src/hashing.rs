@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hasher::{HashError, HashPool, Hashed, Job};
+use hasher::{HashError, HashPool, Hashed, Job, Stamp};
 
 use crate::handoff::Handoff;
 
@@ -43,7 +43,7 @@ pub struct Hashing<T> {
     /// In the pool, by job number, with when each was handed over.
     in_pool: HashMap<u64, (PathBuf, T, Instant)>,
     /// Waiting for room in the pool.
-    queue: VecDeque<(PathBuf, T)>,
+    queue: VecDeque<(PathBuf, Option<Stamp>, T)>,
     next_job: u64,
     /// Reused between takes, so taking outcomes allocates only for what it returns.
     buf: Vec<Done>,
@@ -73,9 +73,11 @@ impl<T> Hashing<T> {
         }
     }
 
-    /// Queues `path` for hashing; [`Hashing::start`] hands it to the pool.
-    pub fn queue(&mut self, path: PathBuf, work: T) {
-        self.queue.push_back((path, work));
+    /// Queues `path` for hashing; [`Hashing::start`] hands it to the pool. `expect` is the stamp
+    /// the caller has just taken of it, if any: the pool hashes against it instead of taking
+    /// its own before the read ([`Job::expecting`]), one `statx` less per file.
+    pub fn queue(&mut self, path: PathBuf, expect: Option<Stamp>, work: T) {
+        self.queue.push_back((path, expect, work));
     }
 
     /// Files waiting for room in the pool.
@@ -98,15 +100,18 @@ impl<T> Hashing<T> {
         // The pool's intake bounds what is queued there (a full intake ends this loop); the
         // second `capacity` covers outcomes taken from the handoff and not yet worked through.
         while self.in_pool.len() < 2 * self.pool.capacity() {
-            let Some((path, work)) = self.queue.pop_front() else {
+            let Some((path, expect, work)) = self.queue.pop_front() else {
                 break;
             };
             self.next_job += 1;
             let id = self.next_job;
             let handoff = Arc::clone(&self.handoff);
-            let job = Job::new(path.clone(), move |result| {
+            let mut job = Job::new(path.clone(), move |result| {
                 handoff.push(Done { id, result });
             });
+            if let Some(stamp) = expect {
+                job = job.expecting(stamp);
+            }
             self.handoff.submitted();
             match self.pool.try_submit(job) {
                 Ok(()) => {
@@ -116,7 +121,7 @@ impl<T> Hashing<T> {
                     // Full (racing another submitter) or closed: tried again at the next start.
                     drop(e.into_job());
                     self.handoff.cancel();
-                    self.queue.push_front((path, work));
+                    self.queue.push_front((path, expect, work));
                     break;
                 }
             }
@@ -198,9 +203,9 @@ mod tests {
         for i in 0..9u32 {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, i.to_string().repeat(i as usize + 1)).unwrap();
-            h.queue(p, i);
+            h.queue(p, None, i);
         }
-        h.queue(dir.path().join("missing"), 99);
+        h.queue(dir.path().join("missing"), None, 99);
         assert_eq!(h.queued(), 10);
         h.start(t0);
         assert!(
@@ -236,11 +241,11 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let mut h = Hashing::new(pool(1));
         for i in 0..5 {
-            h.queue(p.clone(), i);
+            h.queue(p.clone(), None, i);
         }
         assert_eq!(h.stop(), 5);
         assert!(h.is_empty());
-        h.queue(p, 9);
+        h.queue(p, None, 9);
         h.start(Instant::now());
         assert_eq!(h.in_pool(), 0, "a stopped pool refuses new jobs");
         assert_eq!(h.queued(), 1, "a refused job stays queued");

@@ -15,6 +15,8 @@ use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use crate::paths;
+
 /// The most names kept for one directory (about 10 MB of them).
 pub const MAX_NAMES: usize = 100_000;
 
@@ -51,17 +53,21 @@ impl Presence {
     ///
     /// Correct for any order of paths; one listing per directory when they come in key order.
     pub fn is_file(&mut self, path: &Path) -> bool {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        let Some((dir, name)) = paths::split_name(path) else {
             return lstat_is_file(path);
         };
         while self
             .stack
             .last()
-            .is_some_and(|top| !dir.starts_with(&top.dir))
+            .is_some_and(|top| paths::below(&top.dir, dir).is_none())
         {
             self.stack.pop();
         }
-        if self.stack.last().is_none_or(|top| top.dir != dir) {
+        if self
+            .stack
+            .last()
+            .is_none_or(|top| top.dir.as_os_str() != dir.as_os_str())
+        {
             self.listed += 1;
             self.stack.push(Listing {
                 dir: dir.to_path_buf(),

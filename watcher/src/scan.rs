@@ -12,6 +12,7 @@ use hasher::Stamp;
 use ignore::WalkState;
 use tokio::sync::mpsc;
 
+use crate::dirstat::DirStat;
 use crate::filter::Filter;
 use crate::presence::Presence;
 use crate::store::{Entry, Store};
@@ -46,7 +47,7 @@ pub enum ScanMsg {
 
 /// A file's path relative to DATA_DIR, for the filter.
 pub fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
-    path.strip_prefix(root).unwrap_or(path)
+    crate::paths::below(root, path).unwrap_or(path)
 }
 
 /// Vanished entries written to the store per transaction.
@@ -86,8 +87,7 @@ pub fn sweep(
         if failed.is_some() || gone || stop.load(Ordering::Relaxed) {
             return;
         }
-        let present = path.starts_with(root)
-            && filter.accepts(relative(root, &path))
+        let present = crate::paths::below(root, &path).is_some_and(|rel| filter.accepts(rel))
             && presence.is_file(&path);
         if !present {
             batch.push((path, entry));
@@ -182,6 +182,7 @@ pub fn walk(
         let (tally, progress, gone) = (&tally, &progress, &gone);
         let mut reader = None;
         let mut mine = 0u64;
+        let mut dir = DirStat::default();
         Box::new(move |item| {
             if stop.load(Ordering::Relaxed) || gone.load(Ordering::Relaxed) {
                 return WalkState::Quit;
@@ -231,8 +232,8 @@ pub fn walk(
             };
             let stamp = match known {
                 None => None,
-                Some(_) => match entry.metadata() {
-                    Ok(m) => Some(Stamp::from_metadata(&m)),
+                Some(_) => match dir.stamp(path) {
+                    Ok(s) => Some(s),
                     Err(e) => {
                         // Vanished between readdir and stat: the sweep, a live hint or the next
                         // scan reports it.
