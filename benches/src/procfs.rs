@@ -44,10 +44,26 @@ fn ticks_per_second() -> f64 {
 /// # Errors
 /// The process is gone or `/proc` is not there.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    // utime and stime.
+    stat_seconds(pid, 11)
+}
+
+/// User plus system CPU seconds of every child this process has waited for. The harness runs
+/// one service at a time, so the difference across one run is that run's CPU, all of it, read
+/// after the process is gone.
+///
+/// # Errors
+/// `/proc` is not there.
+pub fn children_cpu_seconds() -> Result<f64> {
+    // cutime and cstime.
+    stat_seconds(std::process::id(), 13)
+}
+
+/// The sum of the two clock-tick fields at `first` and `first + 1` of `/proc/PID/stat`,
+/// counted after the parenthesised command name (which may hold spaces), in seconds.
+fn stat_seconds(pid: u32, first: usize) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
-    // The fields after the parenthesised command name (which may hold spaces); utime and
-    // stime are the 14th and 15th of the line, the 12th and 13th after the name.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -56,7 +72,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok((ticks(11) + ticks(12)) / ticks_per_second())
+    Ok((ticks(first) + ticks(first + 1)) / ticks_per_second())
 }
 
 /// Context switches, voluntary and not, of every thread `pid` has now (threads that ended are

@@ -76,6 +76,21 @@ pub struct Run<'a> {
     pub settle: Option<Duration>,
     /// `SETTLE_FAST`, when not the default (`auto`).
     pub settle_fast: Option<&'a str>,
+    /// `--sink stdout` instead of the broker; [`Run::once`] then counts the lines printed.
+    pub stdout_sink: bool,
+}
+
+/// What one `--once` run took.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// From start to exit (the exit comes after the last confirm).
+    pub wall: Duration,
+    /// Peak RSS, KiB.
+    pub peak_kib: u64,
+    /// User plus system CPU of the process, seconds (its rusage once reaped).
+    pub cpu_s: f64,
+    /// Events printed, with the stdout sink (0 with the broker's).
+    pub printed: u64,
 }
 
 impl<'a> Run<'a> {
@@ -100,6 +115,7 @@ impl<'a> Run<'a> {
             http: None,
             settle: None,
             settle_fast: None,
+            stdout_sink: false,
         }
     }
 
@@ -112,7 +128,7 @@ impl<'a> Run<'a> {
             .arg(self.state)
             .args([
                 "--sink",
-                "amqp",
+                if self.stdout_sink { "stdout" } else { "amqp" },
                 "--log-level",
                 "WARNING",
                 "--log-format",
@@ -128,7 +144,11 @@ impl<'a> Run<'a> {
             // The harness binds and drains a queue of its own for each run.
             .env("QUEUE", "")
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(if self.stdout_sink {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         if self.once {
             cmd.arg("--once");
         }
@@ -152,20 +172,42 @@ impl<'a> Run<'a> {
             .with_context(|| format!("start {}", self.bin.display()))
     }
 
-    /// Runs with `--once` and waits; returns the wall time from start to exit (the exit comes
-    /// after the last confirm) and the peak RSS in KiB.
+    /// Runs with `--once` and waits: the wall time from start to exit, the peak RSS, the CPU
+    /// the process used and, with the stdout sink, the events it printed.
     ///
     /// # Errors
     /// It could not be started, or exited with a failure.
-    pub fn once(&self) -> Result<(Duration, u64)> {
+    pub fn once(&self) -> Result<Outcome> {
+        let before = crate::procfs::children_cpu_seconds()?;
         let start = Instant::now();
         let mut child = self.spawn()?;
         let sampler = crate::procfs::RssSampler::start(child.id(), Duration::from_millis(20));
+        // Lines are counted as they come, so a full pipe never stalls the service.
+        let counter = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let (mut buf, mut lines) = (vec![0u8; 1 << 16], 0u64);
+                while let Ok(n @ 1..) = out.read(&mut buf) {
+                    lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                }
+                lines
+            })
+        });
         let status = child.wait()?;
-        let elapsed = start.elapsed();
+        let wall = start.elapsed();
         let samples = sampler.finish();
+        let printed = match counter {
+            Some(c) => c
+                .join()
+                .map_err(|_| anyhow::anyhow!("the stdout counter panicked"))?,
+            None => 0,
+        };
         ensure!(status.success(), "file-watcher --once exited with {status}");
-        Ok((elapsed, samples.peak_kib))
+        Ok(Outcome {
+            wall,
+            peak_kib: samples.peak_kib,
+            cpu_s: crate::procfs::children_cpu_seconds()? - before,
+            printed,
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! cargo run --release -p benches --bin e2e -- all|SCENARIO... [--quick] [--rounds N]
 //!     [--out DIR] [--plots DIR] [--compare-bin PATH]
 //! ```
-//! Scenarios: initial-small, restart-unchanged, shell, initial-large, sizes, live, burst.
+//! Scenarios: initial-small, restart-unchanged, restart-large, shell, initial-large, sizes, live, burst.
 //! `--quick` makes each one small (the whole run in well under a minute: CI's check that the
 //! harness works). Prints one Markdown table; writes `results.json` and, when there is data for
 //! them, `live-latency.svg` and `throughput-by-size.svg` to `--out` (default
@@ -78,6 +78,7 @@ fn run_scenario(ctx: &mut Ctx, name: &str) -> Result<()> {
     match name {
         "initial-small" => scenario::initial_small::run(ctx),
         "restart-unchanged" => scenario::restart::run(ctx),
+        "restart-large" => scenario::restart_large::run(ctx),
         "shell" => scenario::shell::run(ctx),
         "initial-large" => scenario::initial_large::run(ctx),
         "sizes" => scenario::sizes::run(ctx),

@@ -66,6 +66,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         http: Some(http),
         settle: Some(settle),
         settle_fast: None,
+        stdout_sink: false,
     }
     .spawn()?;
     let pid = child.id();

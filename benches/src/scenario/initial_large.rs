@@ -74,8 +74,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut theirs = Vec::new();
     for round in 0..ctx.rounds {
         remove(&state)?;
-        let (t, _) =
-            service::Run::batch(&ctx.bin, &data, &state, &url, &topo.exchange, &instance).once()?;
+        let t = service::Run::batch(&ctx.bin, &data, &state, &url, &topo.exchange, &instance)
+            .once()?
+            .wall;
         let got = ctx.rt.block_on(topo.drain(
             &url,
             paths.len(),

@@ -11,7 +11,7 @@ use publisher::{Envelope, EventType, FileFacts};
 use super::{remove, secs, Ctx};
 use crate::broker::{self, Topology};
 use crate::report::median;
-use crate::{bare, service, verify};
+use crate::{bare, procfs, service, verify};
 
 /// The service's publish window (its default), used for the bare publisher too.
 const WINDOW: usize = 1000;
@@ -56,6 +56,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    // CPU per file, µs: the service's whole process, and the harness process while it runs
+    // the bare publisher and nothing else.
+    let mut our_cpu = Vec::new();
+    let mut their_cpu = Vec::new();
     let mut other = Vec::new();
     let compare_bin = ctx.compare_bin.clone();
     let mut peak = 0;
@@ -65,8 +69,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         state = work.join(format!("small/state-{round}"));
         remove(&state)?;
         let run = service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance);
-        let (t, rss) = run.once()?;
-        peak = peak.max(rss);
+        let outcome = run.once()?;
+        let t = outcome.wall;
+        peak = peak.max(outcome.peak_kib);
+        our_cpu.push(outcome.cpu_s * 1e6 / n as f64);
         if round == 0 {
             let got = ctx.rt.block_on(topo.drain(
                 &url,
@@ -88,13 +94,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             ctx.rt.block_on(topo.purge())?;
             let other_state = work.join("small/state-other");
             remove(&other_state)?;
-            let (t, _) = service::Run {
+            let t = service::Run {
                 bin: other_bin,
                 state: &other_state,
                 instance: &Ctx::instance("small-other"),
                 ..run.clone()
             }
-            .once()?;
+            .once()?
+            .wall;
             let depth = ctx.rt.block_on(topo.depth())?;
             ensure!(
                 depth as usize == n,
@@ -108,22 +115,27 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             other.push(secs(t));
         }
         ctx.rt.block_on(topo.purge())?;
+        let me = std::process::id();
+        let cpu0 = procfs::cpu_seconds(me)?;
         let b = ctx.rt.block_on(async {
             let channel = broker::connect(&url, "e2e-bare").await?;
             let t = bare::publish(&channel, &topo.exchange, &prepared, WINDOW).await?;
             let _ = channel.close(200, "done".into()).await;
             anyhow::Ok(t)
         })?;
+        their_cpu.push((procfs::cpu_seconds(me)? - cpu0) * 1e6 / n as f64);
         let depth = ctx.rt.block_on(topo.depth())?;
         ensure!(
             depth as usize == n,
             "bare publisher: {depth} messages in the queue, {n} expected"
         );
         eprintln!(
-            "e2e: initial-small round {}: ours {:.2} s, bare lapin {:.2} s",
+            "e2e: initial-small round {}: ours {:.2} s, bare lapin {:.2} s; CPU per file {:.1} µs, bare lapin {:.1} µs",
             round + 1,
             secs(t),
-            secs(b)
+            secs(b),
+            our_cpu[round],
+            their_cpu[round],
         );
         ours.push(secs(t));
         theirs.push(secs(b));
@@ -143,7 +155,18 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "bare lapin publisher",
         b,
         b / o,
-        0.85,
+        0.9,
+    );
+    let (oc, bc) = (median(&our_cpu), median(&their_cpu));
+    r.versus(
+        "initial-small",
+        "CPU per file (user + system)",
+        oc,
+        "µs",
+        "bare lapin's CPU per message",
+        bc,
+        bc / oc,
+        1.0 / 1.4,
     );
     r.info("initial-small", "files per second", n as f64 / o, "files/s");
     if let Some(other_bin) = &compare_bin {

@@ -107,6 +107,7 @@ fn phase(ctx: &mut Ctx, fast: &str) -> Result<(Phase, Topology)> {
         http: Some(http),
         settle: Some(settle),
         settle_fast: Some(fast),
+        stdout_sink: false,
     }
     .spawn()?;
     let pid = child.id();

@@ -16,13 +16,15 @@ pub mod initial_large;
 pub mod initial_small;
 pub mod live;
 pub mod restart;
+pub mod restart_large;
 pub mod shell;
 pub mod sizes;
 
 /// Every scenario, in the order `all` runs them (restart and shell reuse initial-small's corpus).
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     "initial-small",
     "restart-unchanged",
+    "restart-large",
     "shell",
     "initial-large",
     "sizes",
@@ -35,6 +37,8 @@ pub const ALL: [&str; 7] = [
 pub struct Scale {
     /// initial-small, restart-unchanged and shell: files of 4 KiB.
     pub small_files: usize,
+    /// restart-large: unchanged files, recorded once and then restarted over.
+    pub restart_files: usize,
     /// initial-large: files of `large_size`.
     pub large_files: usize,
     /// Bytes per initial-large file.
@@ -61,6 +65,7 @@ impl Scale {
     /// The sizes the issue asks for.
     pub const FULL: Scale = Scale {
         small_files: 100_000,
+        restart_files: 1_000_000,
         large_files: 8,
         large_size: 256 << 20,
         live_seconds: 60,
@@ -75,6 +80,7 @@ impl Scale {
     /// Everything small: a check that the harness works.
     pub const QUICK: Scale = Scale {
         small_files: 2_000,
+        restart_files: 5_000,
         large_files: 4,
         large_size: 8 << 20,
         live_seconds: 2,

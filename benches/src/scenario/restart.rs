@@ -40,8 +40,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     };
     let (mut times, mut finds) = (Vec::new(), Vec::new());
     for round in 0..ctx.rounds {
-        let (t, _) =
-            service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance).once()?;
+        let t = service::Run::batch(&bin, &data, &state, &url, &topo.exchange, &instance)
+            .once()?
+            .wall;
         // Let anything published reach the queue before counting.
         std::thread::sleep(Duration::from_millis(200));
         let depth = ctx.rt.block_on(topo.depth())?;
@@ -96,7 +97,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
 ///
 /// # Errors
 /// `find` missing or failing.
-fn find_stat(data: &Path) -> Result<Duration> {
+pub fn find_stat(data: &Path) -> Result<Duration> {
     let start = Instant::now();
     let status = Command::new("find")
         .arg(data)

@@ -31,7 +31,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         let paths = tree.write(&data)?;
         let state = ctx.work.join("sizes/state");
         remove(&state)?;
-        let (t, _) = service::Run::batch(
+        let t = service::Run::batch(
             &ctx.bin,
             &data,
             &state,
@@ -39,7 +39,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             &topo.exchange,
             &Ctx::instance("sizes"),
         )
-        .once()?;
+        .once()?
+        .wall;
         let got = ctx.rt.block_on(topo.drain(
             &url,
             count,
