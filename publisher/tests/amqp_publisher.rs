@@ -492,30 +492,7 @@ async fn nacked_messages_are_published_again_until_acked() {
     let admin = Admin::connect().await;
     let exchange = unique("fe-nack");
     let queue = unique("q-nack");
-    // A full queue with `reject-publish` makes the broker nack what it cannot take.
-    admin.exchange(&exchange).await;
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(3));
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    admin
-        .channel
-        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
-        .await
-        .unwrap();
-    admin
-        .channel
-        .queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    bounded_queue(&admin, &exchange, &queue, 3).await;
 
     let instance = unique("nack");
     let cancel = CancellationToken::new();
@@ -573,5 +550,106 @@ async fn nacked_messages_are_published_again_until_acked() {
 
     cancel.cancel();
     p.closed().await;
+    admin.delete(&exchange, &[&queue]).await;
+}
+
+/// Declares `exchange` and `queue`, bound with `file.#`, the queue holding at most `max`
+/// messages and overflowing with `reject-publish`: the broker nacks what it cannot take.
+async fn bounded_queue(admin: &Admin, exchange: &str, queue: &str, max: i64) {
+    admin.exchange(exchange).await;
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(max));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    admin
+        .channel
+        .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    admin
+        .channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "file.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The writer queues many publishes with lapin before their frames are written (one io-loop
+/// wake-up for all of them): each must still get its own confirm. A queue that takes 50 of 300
+/// messages sent at once acks the first 50 on the wire and nacks the rest, so the callers told
+/// "delivered" must be exactly those whose messages are in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_nacks_of_a_pipelined_window_reach_their_own_messages() {
+    capture_logs();
+    let admin = Admin::connect().await;
+    let exchange = unique("fe-pipelined");
+    let queue = unique("q-pipelined");
+    const TAKEN: usize = 50;
+    const SENT: usize = 300;
+    bounded_queue(&admin, &exchange, &queue, TAKEN as i64).await;
+
+    let instance = unique("pipelined");
+    let cancel = CancellationToken::new();
+    let mut c = config(&instance, &exchange);
+    // Nacked messages are published again only after the checks below.
+    c.backoff_initial = Duration::from_secs(600);
+    let p = AmqpPublisher::start(c, cancel.clone());
+    let sent: Vec<_> = (0..SENT)
+        .map(|i| message(&instance, EventType::FileCreated, i))
+        .collect();
+    let tasks: Vec<_> = sent
+        .iter()
+        .map(|m| {
+            let (p, m) = (p.clone(), m.clone());
+            tokio::spawn(async move { p.deliver(&m).await })
+        })
+        .collect();
+    wait_until(
+        "every message acked or nacked once",
+        Duration::from_secs(30),
+        || {
+            let s = p.status();
+            s.acked + s.nacked >= SENT as u64
+        },
+    )
+    .await;
+    let status = p.status();
+    assert_eq!(
+        (status.acked, status.nacked),
+        (TAKEN as u64, (SENT - TAKEN) as u64),
+        "{status:?}"
+    );
+    // A caller's answer follows its confirm at once; give the last ones a moment.
+    wait_until("50 callers answered", Duration::from_secs(5), || {
+        tasks.iter().filter(|t| t.is_finished()).count() >= TAKEN
+    })
+    .await;
+    let told_delivered: std::collections::BTreeSet<String> = sent
+        .iter()
+        .zip(&tasks)
+        .filter(|(_, t)| t.is_finished())
+        .map(|(m, _)| m.message_id().to_owned())
+        .collect();
+    let in_queue: std::collections::BTreeSet<String> = admin
+        .take(&queue, TAKEN, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(message_id)
+        .collect();
+    assert_eq!(told_delivered.len(), TAKEN);
+    assert_eq!(told_delivered, in_queue);
+
+    cancel.cancel();
+    p.closed().await;
+    for t in tasks {
+        let _ = t.await;
+    }
     admin.delete(&exchange, &[&queue]).await;
 }

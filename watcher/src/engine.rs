@@ -331,7 +331,7 @@ impl Engine {
                 biased;
                 () = cancel.cancelled() => break Ok(false),
                 (out, result) = self.outbox.done() => {
-                    if let Err(e) = self.delivered(out, result) {
+                    if let Err(e) = self.delivered_all(out, result) {
                         break Err(e);
                     }
                 }
@@ -428,7 +428,7 @@ impl Engine {
             }
             tokio::select! {
                 (out, result) = self.outbox.done() => {
-                    if let Err(e) = self.delivered(out, result) {
+                    if let Err(e) = self.delivered_all(out, result) {
                         tracing::error!(error = %e, "delivery failed during shutdown");
                         break;
                     }
@@ -1256,6 +1256,22 @@ impl Engine {
             .set((self.outbox.in_flight() + self.outbox.queued()) as i64);
     }
 
+    /// Takes `first` and every other delivery outcome already in, then starts what their
+    /// slots free: one turn of the loop per confirm batch, not per message.
+    fn delivered_all(
+        &mut self,
+        first: Outgoing,
+        result: Result<(), SinkError>,
+    ) -> Result<(), EngineError> {
+        let mut next = Some((first, result));
+        while let Some((out, result)) = next {
+            self.delivered(out, result)?;
+            next = self.outbox.try_done();
+        }
+        self.start_deliveries();
+        Ok(())
+    }
+
     fn delivered(
         &mut self,
         out: Outgoing,
@@ -1264,7 +1280,6 @@ impl Engine {
         match result {
             Ok(()) => {
                 self.accepted(out);
-                self.start_deliveries();
                 Ok(())
             }
             Err(SinkError::Closed) => {

@@ -2,13 +2,14 @@
 //!
 //! Each event carries what must happen once the sink has it (`T`: its store changes, the paths
 //! it keeps busy). The outbox hands events to the sink in batches (stdout: the whole queue with
-//! one flush) or within the window of unconfirmed messages (AMQP: each delivery is a task on the
-//! service's runtime, and its outcome comes back through a channel), and gives each `T` back
+//! one flush) or within the window of unconfirmed messages (AMQP: the deliveries started together run in
+//! one task on the service's runtime, and each outcome comes back through a channel), and gives each `T` back
 //! with its outcome. It makes no decisions; what an acceptance means is the engine's business.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use publisher::{Message, Sink, SinkError};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -89,6 +90,7 @@ impl<T: Send + 'static> Outbox<T> {
             out.deliver_all(self.queued.iter().map(|(m, _)| m))?;
             return Ok(self.queued.drain(..).map(|(_, t)| t).collect());
         }
+        let mut batch = Vec::new();
         while !self.queued.is_empty() {
             // A delivery starts only in a free slot of the sink's window, the one window of
             // unconfirmed messages: what finds it full stays queued, where the engine's backlog
@@ -102,21 +104,47 @@ impl<T: Send + 'static> Outbox<T> {
             self.next_id += 1;
             let id = self.next_id;
             self.in_flight.insert(id, meta);
-            let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
-            let delivery = async move {
-                let result = sink.deliver_in(slot, &msg).await;
+            batch.push((slot, msg, id));
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One task runs the whole batch, its deliveries side by side: a task spawned from
+        // this (non-worker) thread wakes a worker each time, and spawning one per message
+        // cost a wake-up, a task allocation and a move of the delivery's state per event.
+        let (sink, tx) = (Arc::clone(&self.sink), self.done_tx.clone());
+        let deliveries = async move {
+            let mut running: FuturesUnordered<_> = batch
+                .into_iter()
+                .map(|(slot, msg, id)| {
+                    let sink = &sink;
+                    async move { (id, sink.deliver_in(slot, &msg).await) }
+                })
+                .collect();
+            while let Some((id, result)) = running.next().await {
                 let _ = tx.send(Done { id, result });
-            };
-            match &self.io {
-                Some(io) => {
-                    tasks.spawn_on(delivery, io);
-                }
-                None => {
-                    tasks.spawn(delivery);
-                }
+            }
+        };
+        match &self.io {
+            Some(io) => {
+                tasks.spawn_on(deliveries, io);
+            }
+            None => {
+                tasks.spawn(deliveries);
             }
         }
         Ok(Vec::new())
+    }
+
+    /// A delivery outcome that is already in, if any: the engine takes every confirm of a
+    /// broker's `basic.ack` in one turn, since the broker confirms many at once.
+    pub fn try_done(&mut self) -> Option<(T, Result<(), SinkError>)> {
+        while let Ok(d) = self.done_rx.try_recv() {
+            if let Some(meta) = self.in_flight.remove(&d.id) {
+                return Some((meta, d.result));
+            }
+        }
+        None
     }
 
     /// The next delivery outcome, with its event's `T`. Pending while nothing is in flight.
