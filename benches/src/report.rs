@@ -125,7 +125,7 @@ impl Report {
             unit: unit.into(),
             ceiling: Some((ceiling_name.into(), ceiling)),
             ratio: Some(ratio),
-            goal: format!("≥ {min_ratio}×"),
+            goal: format!("≥ {}×", two_places(min_ratio)),
             met: Some(ratio >= min_ratio),
         });
     }
@@ -256,9 +256,27 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
+/// A ratio with at most two decimals and no trailing zeros: 0.9, 0.71, 1.
+fn two_places(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::num;
+    use super::{num, two_places};
+
+    #[test]
+    fn goals_show_two_decimals_at_most() {
+        for (x, want) in [
+            (0.9, "0.9"),
+            (1.0 / 1.4, "0.71"),
+            (1.0, "1"),
+            (0.126, "0.13"),
+        ] {
+            assert_eq!(two_places(x), want, "{x}");
+        }
+    }
 
     #[test]
     fn figures_get_the_digits_they_deserve() {
