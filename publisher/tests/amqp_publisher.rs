@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::QueuePurgeOptions;
+use lapin::types::AMQPValue;
 use publisher::{AmqpConfig, AmqpPublisher, EventType, Sink, SinkError};
 use tokio_util::sync::CancellationToken;
 
@@ -492,7 +492,7 @@ async fn nacked_messages_are_published_again_until_acked() {
     let admin = Admin::connect().await;
     let exchange = unique("fe-nack");
     let queue = unique("q-nack");
-    bounded_queue(&admin, &exchange, &queue, 3).await;
+    admin.bounded_queue(&exchange, &queue, 3).await;
 
     let instance = unique("nack");
     let cancel = CancellationToken::new();
@@ -553,34 +553,6 @@ async fn nacked_messages_are_published_again_until_acked() {
     admin.delete(&exchange, &[&queue]).await;
 }
 
-/// Declares `exchange` and `queue`, bound with `file.#`, the queue holding at most `max`
-/// messages and overflowing with `reject-publish`: the broker nacks what it cannot take.
-async fn bounded_queue(admin: &Admin, exchange: &str, queue: &str, max: i64) {
-    admin.exchange(exchange).await;
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(max));
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    admin
-        .channel
-        .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
-        .await
-        .unwrap();
-    admin
-        .channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "file.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-}
-
 /// The writer queues many publishes with lapin before their frames are written (one io-loop
 /// wake-up for all of them): each must still get its own confirm. A queue that takes 50 of 300
 /// messages sent at once acks the first 50 on the wire and nacks the rest, so the callers told
@@ -593,7 +565,7 @@ async fn acks_and_nacks_of_a_pipelined_window_reach_their_own_messages() {
     let queue = unique("q-pipelined");
     const TAKEN: usize = 50;
     const SENT: usize = 300;
-    bounded_queue(&admin, &exchange, &queue, TAKEN as i64).await;
+    admin.bounded_queue(&exchange, &queue, TAKEN as i64).await;
 
     let instance = unique("pipelined");
     let cancel = CancellationToken::new();

@@ -2,9 +2,10 @@
 //!
 //! Each event carries what must happen once the sink has it (`T`: its store changes, the paths
 //! it keeps busy). The outbox hands events to the sink in batches (stdout: the whole queue with
-//! one flush) or within the window of unconfirmed messages (AMQP: the deliveries started together run in
-//! one task on the service's runtime, and each outcome comes back through a channel), and gives each `T` back
-//! with its outcome. It makes no decisions; what an acceptance means is the engine's business.
+//! one flush) or within the window of unconfirmed messages (AMQP: the deliveries started
+//! together run in one task on the service's runtime, and each outcome comes back through a
+//! channel), and gives each `T` back with its outcome. It makes no decisions; what an
+//! acceptance means is the engine's business.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -176,6 +176,21 @@ impl Admin {
         self.declare_bound(exchange, queue, args).await;
     }
 
+    /// The same with a queue that holds at most `max` messages and overflows with
+    /// `reject-publish`: the broker nacks what it cannot take.
+    pub async fn bounded_queue(&self, exchange: &str, queue: &str, max: i64) {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-length".into(),
+            lapin::types::AMQPValue::LongLongInt(max),
+        );
+        args.insert(
+            "x-overflow".into(),
+            lapin::types::AMQPValue::LongString("reject-publish".into()),
+        );
+        self.declare_bound(exchange, queue, args).await;
+    }
+
     async fn declare_bound(&self, exchange: &str, queue: &str, args: FieldTable) {
         self.exchange(exchange).await;
         self.channel
