@@ -2,9 +2,10 @@
 //! ones. Both run on blocking threads and feed the pipeline through a bounded channel, so a scan
 //! of a million files holds the memory of one channel, not of a million paths.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,11 +54,24 @@ pub fn relative<'a>(root: &Path, path: &'a Path) -> &'a Path {
 /// Vanished entries written to the store per transaction.
 const SWEEP_BATCH: usize = 4096;
 
+/// Key ranges the sweep aims for per thread, so a thread that finishes early takes another
+/// range instead of waiting for the slowest one.
+const RANGES_PER_THREAD: usize = 8;
+
+/// The most split points the sweep lists directories for.
+const MAX_SPLITS: usize = 4096;
+
 /// Finds store entries whose file no longer exists as a reported regular file and puts them in
 /// the store's vanished set (emptied first), a batch at a time, telling `tx` how many each time.
 /// Existence comes from directory listings ([`Presence`]), not from a stat per entry: the walk
 /// that follows stats each file once, and that is the only stat a restart makes per file.
-/// Stops early when `stop` is set or the receiver is gone.
+///
+/// The store's keys are cut into ranges at the paths of the first directories below `root`
+/// ([`split_points`]), and `threads` threads take ranges in turn, each with a [`Presence`] of
+/// its own: a directory's keys are contiguous, so it is still listed once (twice at most, when
+/// a cut falls inside it). The sweep ends before the walk starts, so every vanished entry is in
+/// the set before the first new file could be paired with it. Stops early when `stop` is set or
+/// the receiver is gone.
 ///
 /// # Errors
 /// A store read or write failure.
@@ -67,48 +81,163 @@ pub fn sweep(
     filter: &Filter,
     tx: &mpsc::Sender<ScanMsg>,
     stop: &AtomicBool,
+    threads: usize,
 ) -> Result<(), crate::store::StoreError> {
     store.vanished_clear()?;
-    let mut batch: Vec<(PathBuf, Entry)> = Vec::new();
-    let mut failed = None;
-    let mut gone = false;
-    let flush = |batch: &mut Vec<(PathBuf, Entry)>| -> Result<bool, crate::store::StoreError> {
-        if batch.is_empty() {
-            return Ok(true);
-        }
-        store.vanished_add(batch)?;
-        let n = batch.len() as u64;
-        batch.clear();
-        Ok(tx.blocking_send(ScanMsg::Vanished(n)).is_ok())
+    let points = split_points(root, threads);
+    // Range i runs from bounds[i] up to bounds[i + 1]; the last one to the end of the keys.
+    let bounds: Vec<&[u8]> = std::iter::once(&[][..])
+        .chain(points.iter().map(Vec::as_slice))
+        .collect();
+    let part = SweepPart {
+        store,
+        root,
+        filter,
+        tx,
+        stop,
+        gone: AtomicBool::new(false),
+        bounds: &bounds,
+        next: AtomicUsize::new(0),
     };
-    // The store yields paths in key order: one listing per directory, no `lstat` per file.
-    let mut presence = Presence::default();
-    store.for_each(|path, entry| {
-        if failed.is_some() || gone || stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let present = crate::paths::below(root, &path).is_some_and(|rel| filter.accepts(rel))
-            && presence.is_file(&path);
-        if !present {
-            batch.push((path, entry));
-            if batch.len() >= SWEEP_BATCH {
-                match flush(&mut batch) {
-                    Ok(true) => {}
-                    Ok(false) => gone = true,
-                    Err(e) => failed = Some(e),
-                }
-            }
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
+    let results: Vec<Result<u64, crate::store::StoreError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.clamp(1, bounds.len()))
+            .map(|_| s.spawn(|| part.run()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut listed = 0;
+    for r in results {
+        listed += r?;
     }
     tracing::debug!(
-        directories_listed = presence.listed(),
+        directories_listed = listed,
+        ranges = bounds.len(),
         "vanished sweep done"
     );
-    flush(&mut batch)?;
     Ok(())
+}
+
+/// What the sweep's threads share.
+struct SweepPart<'a> {
+    store: &'a Store,
+    root: &'a Path,
+    filter: &'a Filter,
+    tx: &'a mpsc::Sender<ScanMsg>,
+    stop: &'a AtomicBool,
+    /// The receiver is gone: every thread stops.
+    gone: AtomicBool,
+    bounds: &'a [&'a [u8]],
+    /// The next range to take.
+    next: AtomicUsize,
+}
+
+impl SweepPart<'_> {
+    /// Sweeps ranges until none is left; returns the directories listed.
+    fn run(&self) -> Result<u64, crate::store::StoreError> {
+        let mut presence = Presence::default();
+        let mut batch: Vec<(PathBuf, Entry)> = Vec::new();
+        let mut failed = None;
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.bounds.len() || self.quitting() {
+                break;
+            }
+            let end = self.bounds.get(i + 1).copied();
+            self.store.visit_range(self.bounds[i], end, |k, entry| {
+                if self.quitting() {
+                    return false;
+                }
+                // Only a vanished entry's path is allocated.
+                let path = Path::new(std::ffi::OsStr::from_bytes(k));
+                let present = crate::paths::below(self.root, path)
+                    .is_some_and(|rel| self.filter.accepts(rel))
+                    && presence.is_file(path);
+                if !present {
+                    batch.push((path.to_path_buf(), entry));
+                    if batch.len() >= SWEEP_BATCH {
+                        if let Err(e) = self.flush(&mut batch) {
+                            failed = Some(e);
+                            return false;
+                        }
+                    }
+                }
+                true
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        self.flush(&mut batch)?;
+        Ok(presence.listed())
+    }
+
+    fn quitting(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Writes `batch` to the vanished set and tells the receiver.
+    fn flush(&self, batch: &mut Vec<(PathBuf, Entry)>) -> Result<(), crate::store::StoreError> {
+        if batch.is_empty() || self.gone.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.store.vanished_add(batch)?;
+        let n = batch.len() as u64;
+        batch.clear();
+        if self.tx.blocking_send(ScanMsg::Vanished(n)).is_err() {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Where the sweep cuts the store's keys (sorted): `DIR/` for the directories below `root`,
+/// level by level, until there are [`RANGES_PER_THREAD`] per thread or three levels have been
+/// listed. A library with one top folder (`/data/Music`) is cut one level further down. None
+/// for one thread. Any sorted set of keys cuts the key space into ranges that cover it, so a
+/// directory that is gone by now, or a cut inside a directory, costs nothing in correctness.
+fn split_points(root: &Path, threads: usize) -> Vec<Vec<u8>> {
+    if threads <= 1 {
+        return Vec::new();
+    }
+    let want = (threads * RANGES_PER_THREAD).min(MAX_SPLITS);
+    let mut points = Vec::new();
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..3 {
+        let mut below = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            below.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .take(MAX_SPLITS),
+            );
+            if below.len() >= MAX_SPLITS {
+                break;
+            }
+        }
+        points.extend(below.iter().map(|d| {
+            let mut k = d.as_os_str().as_bytes().to_vec();
+            k.push(b'/');
+            k
+        }));
+        if below.is_empty() || points.len() >= want {
+            break;
+        }
+        level = below;
+    }
+    points.sort_unstable();
+    points.dedup();
+    points
 }
 
 /// Describes a non-regular entry for the log.
@@ -305,7 +434,7 @@ pub fn full_scan(
     label: &'static str,
     threads: usize,
 ) {
-    match sweep(&store, &root, &filter, &tx, &stop) {
+    match sweep(&store, &root, &filter, &tx, &stop, threads) {
         Ok(()) => {}
         Err(e) => {
             tracing::error!(error = %e, "state store sweep failed; deletions will be found by the next scan");
@@ -345,6 +474,130 @@ mod tests {
             }
         });
         (found, progress, done)
+    }
+
+    /// The sweep puts exactly the entries whose file is no longer a reported regular file in
+    /// the vanished set, on any number of threads, whatever the cuts between their ranges.
+    #[test]
+    fn the_sweep_finds_exactly_the_vanished_entries_on_any_number_of_threads() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path();
+        let mut ops = Vec::new();
+        let mut known = |p: PathBuf| {
+            let digest = Digest::from_parts([0; 32], 0);
+            let stamp = Stamp {
+                size: 1,
+                mtime_ns: 0,
+                inode: 1,
+                dev: 1,
+                ctime_ns: 0,
+            };
+            ops.push(crate::store::Op::Put(p, Entry { stamp, digest }));
+        };
+        // Directories at three levels, so the cuts fall at several depths, some inside a
+        // directory's keys ("a/b.txt" sorts between "a/b" and "a/b/").
+        for d in ["a/b", "a/b.d", "c", "only/one/deep", "skip"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let mut present = Vec::new();
+        for f in [
+            "top",
+            "a/x",
+            "a/b.txt",
+            "a/b/y",
+            "a/b.d/z",
+            "c/w",
+            "only/one/deep/v",
+        ] {
+            std::fs::write(root.join(f), b"1").unwrap();
+            present.push(root.join(f));
+        }
+        for i in 0..300 {
+            let p = root.join(format!("c/many{i:03}"));
+            if i % 7 != 0 {
+                std::fs::write(&p, b"1").unwrap();
+                present.push(p);
+            } else {
+                known(p);
+            }
+        }
+        std::fs::write(root.join("skip/s"), b"1").unwrap();
+        std::os::unix::fs::symlink(root.join("a/x"), root.join("a/link")).unwrap();
+        std::fs::create_dir(root.join("c/now-a-dir")).unwrap();
+        for p in &present {
+            known(p.clone());
+        }
+        // Gone files, files in a gone directory, a link, a directory, an excluded file, and a
+        // path outside DATA_DIR.
+        for rel in [
+            "a/gone",
+            "a/b/gone",
+            "gone-dir/1",
+            "gone-dir/sub/2",
+            "a/link",
+            "c/now-a-dir",
+            "skip/s",
+            "only/one/deep/gone",
+        ] {
+            known(root.join(rel));
+        }
+        known(PathBuf::from("/elsewhere/file"));
+        let filter = Filter::new(&[], &["skip/**".to_owned()], &[]).unwrap();
+        let want: BTreeSet<PathBuf> = ops
+            .iter()
+            .filter_map(|op| match op {
+                crate::store::Op::Put(p, _) => Some(p.clone()),
+                _ => None,
+            })
+            .filter(|p| {
+                !(p.starts_with(root)
+                    && filter.accepts(relative(root, p))
+                    && std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+            })
+            .collect();
+        assert_eq!(want.len(), 43 + 8 + 1, "the oracle itself");
+        let state = tempfile::tempdir().unwrap();
+        let store = Store::open(state.path()).unwrap();
+        store.apply(&ops).unwrap();
+        for threads in [1, 2, 3, 8] {
+            let (tx, mut rx) = mpsc::channel(1024);
+            let stop = AtomicBool::new(false);
+            sweep(&store, root, &filter, &tx, &stop, threads).unwrap();
+            drop(tx);
+            let mut told = 0;
+            while let Some(ScanMsg::Vanished(n)) = rx.blocking_recv() {
+                told += n;
+            }
+            let got: BTreeSet<PathBuf> = store
+                .vanished_drain(10_000)
+                .unwrap()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            assert_eq!(got, want, "{threads} threads");
+            assert_eq!(told, want.len() as u64, "{threads} threads");
+        }
+        // Two threads cut at the directories of the first levels.
+        let points = split_points(root, 2);
+        let as_str: Vec<String> = points
+            .iter()
+            .map(|k| String::from_utf8_lossy(&k[root.as_os_str().len()..]).into_owned())
+            .collect();
+        assert_eq!(
+            as_str,
+            [
+                "/a/",
+                "/a/b.d/",
+                "/a/b/",
+                "/c/",
+                "/c/now-a-dir/",
+                "/only/",
+                "/only/one/",
+                "/only/one/deep/",
+                "/skip/"
+            ]
+        );
+        assert!(split_points(root, 1).is_empty());
     }
 
     /// New and changed files are sent once each, unchanged ones counted, on any number of

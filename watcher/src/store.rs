@@ -430,6 +430,22 @@ impl Store {
         })
     }
 
+    /// Calls `f` with the key (path bytes, so nothing is allocated per entry) and entry of
+    /// every entry from `start` (inclusive) to `end` (exclusive, or the last key when `None`),
+    /// in key order, in batches of short read transactions like [`Store::for_each`]. `f`
+    /// returns `false` to stop. The sweep gives each of its threads a range of its own.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn visit_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], Entry) -> bool,
+    ) -> Result<(), StoreError> {
+        self.visit_from(start, |k, e| end.is_none_or(|end| k < end) && f(k, e))
+    }
+
     fn visit_from(
         &self,
         start: &[u8],
