@@ -38,6 +38,7 @@ mod change;
 mod clock;
 mod config;
 mod decide;
+mod dircache;
 mod dirstat;
 mod engine;
 pub mod failure;

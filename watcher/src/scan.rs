@@ -13,6 +13,7 @@ use hasher::Stamp;
 use ignore::WalkState;
 use tokio::sync::mpsc;
 
+use crate::dircache::DirCache;
 use crate::dirstat::DirStat;
 use crate::filter::Filter;
 use crate::presence::Presence;
@@ -269,7 +270,8 @@ struct Tally {
 ///
 /// The threads take directories from one another (`ignore`'s parallel walker, with all of its
 /// own filters off): `getdents` and the stat of one directory do not wait for another's. Each
-/// thread reads the store through a read transaction of its own. Files arrive in no particular
+/// thread reads the store through a read transaction of its own, a directory's entries at a
+/// time ([`DirCache`]). Files arrive in no particular
 /// order, which the engine does not need; memory stays bounded by `tx`, which the threads
 /// block on when it is full.
 #[allow(clippy::too_many_arguments)]
@@ -312,6 +314,7 @@ pub fn walk(
         let mut reader = None;
         let mut mine = 0u64;
         let mut dir = DirStat::default();
+        let mut known_dirs = DirCache::default();
         Box::new(move |item| {
             if stop.load(Ordering::Relaxed) || gone.load(Ordering::Relaxed) {
                 return WalkState::Quit;
@@ -343,13 +346,14 @@ pub fn walk(
             // One read transaction per batch of this thread's files, not one per file.
             if reader.is_none() || mine.is_multiple_of(4096) {
                 reader = store.reader().ok();
+                known_dirs.clear();
             }
             if files.is_multiple_of(4096) && !report(tx, progress, files, tally, started, label) {
                 gone.store(true, Ordering::Relaxed);
                 return WalkState::Quit;
             }
             let looked_up = match &reader {
-                Some(r) => r.get(path),
+                Some(r) => known_dirs.get(r, path),
                 None => store.get(path),
             };
             let known = match looked_up {

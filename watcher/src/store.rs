@@ -203,6 +203,61 @@ impl Reader {
     }
 }
 
+/// The store's entries for the files directly in one directory, in key order (so sorted by
+/// name bytes); see [`Reader::files_in`].
+pub type DirFiles = Vec<(Box<[u8]>, Entry)>;
+
+impl Reader {
+    /// The entries of the files directly in `dir` (not in its subdirectories), read in key order
+    /// in one pass over the directory's keys: a directory's leaf pages are read once, instead of
+    /// one descent of the tree per file. A subdirectory's keys are skipped with one seek past
+    /// them. `None` when there are more than `max` (the caller then asks file by file, so a flat
+    /// directory of millions of files does not put their entries in memory).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a read failure.
+    pub fn files_in(&self, dir: &Path, max: usize) -> Result<Option<DirFiles>, StoreError> {
+        let err = |e: redb::StorageError| StoreError::classify(self.path.clone(), e.into());
+        let mut prefix = key(dir).to_vec();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        // Every key below `dir/` sorts before `dir0` ('0' follows '/').
+        let above = |k: &[u8]| {
+            let mut k = k.to_vec();
+            if let Some(last) = k.last_mut() {
+                *last = b'0';
+            }
+            k
+        };
+        let end = above(&prefix);
+        let mut from = prefix.clone();
+        let mut out = Vec::new();
+        'seek: loop {
+            let range = self
+                .table
+                .range::<&[u8]>(from.as_slice()..end.as_slice())
+                .map_err(err)?;
+            for item in range {
+                let (k, v) = item.map_err(err)?;
+                let k = k.value();
+                let name = &k[prefix.len()..];
+                if let Some(slash) = name.iter().position(|&b| b == b'/') {
+                    from = above(&k[..=prefix.len() + slash]);
+                    continue 'seek;
+                }
+                if out.len() == max {
+                    return Ok(None);
+                }
+                if let Some(entry) = Entry::decode(v.value()) {
+                    out.push((Box::from(name), entry));
+                }
+            }
+            return Ok(Some(out));
+        }
+    }
+}
+
 /// The redb database of reported files.
 pub struct Store {
     db: Database,
