@@ -69,9 +69,11 @@ impl DirCache {
         }
     }
 
-    /// Forgets every directory: the caller takes a newer snapshot.
+    /// Forgets every directory's entries: the caller takes a newer snapshot. A directory
+    /// found too large is still asked file by file (a flat directory of millions of files would
+    /// otherwise have its first [`MAX_FILES`] entries read again, in vain, at every snapshot).
     pub fn clear(&mut self) {
-        self.dirs.clear();
+        self.dirs.retain(|(_, files)| files.is_none());
     }
 
     /// Directories read from the store so far.
@@ -154,5 +156,11 @@ mod tests {
         cache.get(&reader, Path::new("/big/f00001")).unwrap();
         cache.get(&reader, Path::new("/big/f00002")).unwrap();
         assert_eq!(cache.reads(), before);
+        // A new snapshot: the entries are read again, but not a directory over the limit.
+        cache.clear();
+        cache.get(&reader, Path::new("/big/f00003")).unwrap();
+        assert_eq!(cache.reads(), before);
+        cache.get(&reader, Path::new("/d/a")).unwrap();
+        assert_eq!(cache.reads(), before + 1);
     }
 }
