@@ -271,9 +271,8 @@ struct Tally {
 /// The threads take directories from one another (`ignore`'s parallel walker, with all of its
 /// own filters off): `getdents` and the stat of one directory do not wait for another's. Each
 /// thread reads the store through a read transaction of its own, a directory's entries at a
-/// time ([`DirCache`]). Files arrive in no particular
-/// order, which the engine does not need; memory stays bounded by `tx`, which the threads
-/// block on when it is full.
+/// time ([`DirCache`]). Files arrive in no particular order, which the engine does not need;
+/// memory stays bounded by `tx`, which the threads block on when it is full.
 #[allow(clippy::too_many_arguments)]
 pub fn walk(
     root: &Path,

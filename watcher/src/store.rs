@@ -201,13 +201,7 @@ impl Reader {
             .map_err(|e| StoreError::classify(self.path.clone(), e.into()))?;
         Ok(value.and_then(|v| Entry::decode(v.value())))
     }
-}
 
-/// The store's entries for the files directly in one directory, in key order (so sorted by
-/// name bytes); see [`Reader::files_in`].
-pub type DirFiles = Vec<(Box<[u8]>, Entry)>;
-
-impl Reader {
     /// The entries of the files directly in `dir` (not in its subdirectories), read in key order
     /// in one pass over the directory's keys: a directory's leaf pages are read once, instead of
     /// one descent of the tree per file. A subdirectory's keys are skipped with one seek past
@@ -257,6 +251,10 @@ impl Reader {
         }
     }
 }
+
+/// The store's entries for the files directly in one directory, in key order (so sorted by
+/// name bytes); see [`Reader::files_in`].
+pub type DirFiles = Vec<(Box<[u8]>, Entry)>;
 
 /// The redb database of reported files.
 pub struct Store {
@@ -473,22 +471,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Calls `f` for every entry in key order, in batches of short read transactions so a long
-    /// sweep never pins an old snapshot.
-    ///
-    /// # Errors
-    /// [`StoreError::Db`] on a read failure.
-    pub fn for_each(&self, mut f: impl FnMut(PathBuf, Entry)) -> Result<(), StoreError> {
-        self.visit_from(&[], |k, e| {
-            f(path_of(k), e);
-            true
-        })
-    }
-
     /// Calls `f` with the key (path bytes, so nothing is allocated per entry) and entry of
     /// every entry from `start` (inclusive) to `end` (exclusive, or the last key when `None`),
-    /// in key order, in batches of short read transactions like [`Store::for_each`]. `f`
-    /// returns `false` to stop. The sweep gives each of its threads a range of its own.
+    /// in key order, in batches of short read transactions so a long sweep never pins an old
+    /// snapshot. `f` returns `false` to stop. The sweep gives each of its threads a range of
+    /// its own.
     ///
     /// # Errors
     /// [`StoreError::Db`] on a read failure.
@@ -880,22 +867,28 @@ mod tests {
     }
 
     #[test]
-    fn for_each_crosses_batch_boundaries_once_per_entry() {
+    fn visit_range_crosses_batch_boundaries_once_per_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let ops: Vec<_> = (0..25_000u64)
             .map(|i| Op::Put(format!("/d/{i:06}").into(), entry(i)))
             .collect();
         store.apply(&ops).unwrap();
-        let mut n = 0u64;
-        let mut prev = PathBuf::new();
-        store
-            .for_each(|p, _| {
-                assert!(p > prev);
-                prev = p;
-                n += 1;
-            })
-            .unwrap();
-        assert_eq!(n, 25_000);
+        let visit = |start: &[u8], end: Option<&[u8]>| {
+            let mut n = 0u64;
+            let mut prev = Vec::new();
+            store
+                .visit_range(start, end, |k, _| {
+                    assert!(k > prev.as_slice());
+                    prev = k.to_vec();
+                    n += 1;
+                    true
+                })
+                .unwrap();
+            n
+        };
+        assert_eq!(visit(&[], None), 25_000);
+        // From a key to another: the start counts, the end does not.
+        assert_eq!(visit(b"/d/004000", Some(b"/d/021000")), 17_000);
     }
 }
